@@ -1,0 +1,12 @@
+// Package nlu understands one customer message: which intent it expresses, how sure the model
+// is (a temperature-calibrated probability), whether it is out of scope, and its language. It
+// also turns text into sentence embeddings for retrieval.
+//
+// The model is a small BERT-architecture encoder trained by training/ and exported to ONNX;
+// it runs in ONNX Runtime through onnxruntime_go. nlu knows nothing of sessions or SQL.
+//
+//	if err := nlu.InitRuntime(nlu.FindRuntime()); err != nil { … }
+//	c, err := nlu.Load("models/intent")
+//	res, err := c.Understand(ctx, "我想退货")
+//	// res.Intent == "return_item", res.Confidence ≈ 0.9, res.Language == "zh"
+package nlu

@@ -1,0 +1,105 @@
+package nlu_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/kefu-dev/kefu/nlu"
+)
+
+const modelDir = "../models/intent"
+
+func mustTokenizer(t testing.TB) *nlu.Tokenizer {
+	t.Helper()
+	tok, err := nlu.LoadVocab(modelDir+"/vocab.txt", true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// TestTokenizerGolden checks the Go tokenizer against the trainer's output, which
+// training/train_intent.py writes next to the model. Go must match the trainer, never the
+// reverse, so there is no -update.
+func TestTokenizerGolden(t *testing.T) {
+	t.Parallel()
+	tok := mustTokenizer(t)
+	f, err := os.Open(modelDir + "/tokenizer_golden.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	n := 0
+	for sc.Scan() {
+		var g struct {
+			Text   string   `json:"text"`
+			Tokens []string `json:"tokens"`
+			IDs    []int64  `json:"ids"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &g); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if got := tok.Tokenize(g.Text); !slices.Equal(got, g.Tokens) && !(len(got) == 0 && len(g.Tokens) == 0) {
+			t.Errorf("Tokenize(%q) = %q, want %q", g.Text, got, g.Tokens)
+		}
+		if got := tok.Encode(g.Text, 64); !slices.Equal(got, g.IDs) {
+			t.Errorf("Encode(%q) = %v, want %v", g.Text, got, g.IDs)
+		}
+	}
+	if n < 20 {
+		t.Fatalf("only %d golden vectors", n)
+	}
+}
+
+func TestTokenizerRules(t *testing.T) {
+	t.Parallel()
+	tok := mustTokenizer(t)
+	tests := []struct{ in, want string }{
+		{"你好", "你|好"},
+		{"Hello, WORLD!", "hello|,|world|!"},
+		{"ＡＢＣ，", "abc|,"},
+	}
+	for _, tt := range tests {
+		got := tok.Tokenize(tt.in)
+		var joined string
+		for i, p := range got {
+			if i > 0 {
+				joined += "|"
+			}
+			joined += p
+		}
+		// Words split into pieces differently as the vocabulary changes: compare whole words.
+		if joined = strings.ReplaceAll(joined, "|##", ""); joined != tt.want {
+			t.Errorf("Tokenize(%q) = %q, want %q", tt.in, joined, tt.want)
+		}
+	}
+}
+
+func FuzzEncode(f *testing.F) {
+	tok := mustTokenizer(f)
+	for _, s := range []string{"我想退货", "Where is A-1029?", "ＡＢＣ，ok！", "🙂", "", "\x00\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ids := tok.Encode(s, 64)
+		if len(ids) < 2 || len(ids) > 64 || !slices.Equal(ids, tok.Encode(s, 64)) {
+			t.Fatalf("Encode(%q) = %v: too long, too short or not deterministic", s, ids)
+		}
+		for _, id := range ids {
+			if id < 0 || int(id) >= tok.VocabSize() {
+				t.Fatalf("Encode(%q) has id %d outside the vocabulary", s, id)
+			}
+		}
+		if utf8.ValidString(s) {
+			_ = tok.Tokenize(s)
+		}
+	})
+}
