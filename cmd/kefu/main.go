@@ -1,0 +1,62 @@
+// Command kefu is the Kefu customer-service bot engine.
+//
+//	kefu serve      run the server (the default)
+//	kefu migrate    apply database migrations and exit
+//	kefu pg start|stop|url   manage the private PostgreSQL cluster
+//
+// Run `kefu <command> -h` for the flags of each command; every flag also has an environment
+// variable, listed in the README.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()}))
+	slog.SetDefault(logger)
+	if err := run(ctx, os.Args[1:], logger); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(2)
+		}
+		logger.Error("kefu failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func logLevel() slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(os.Getenv("KEFU_LOG_LEVEL"))); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+func run(ctx context.Context, args []string, log *slog.Logger) error {
+	cmd := "serve"
+	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serveCmd(ctx, args, log)
+	case "migrate":
+		return migrateCmd(ctx, args, log)
+	case "pg":
+		return pgCmd(ctx, args, log)
+	case "help", "-h", "--help":
+		fmt.Fprintln(os.Stderr, "usage: kefu [serve|migrate|pg] [flags]")
+		return nil
+	default:
+		return fmt.Errorf("unknown command %q (want serve, migrate or pg)", cmd)
+	}
+}

@@ -1,0 +1,219 @@
+package handoff
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"embed"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"golang.org/x/crypto/argon2"
+
+	"github.com/kefu-dev/kefu"
+	"github.com/kefu-dev/kefu/internal/migrate"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrations are the tables handoff owns.
+func Migrations() migrate.Source {
+	sub, _ := fs.Sub(migrations, "migrations")
+	return migrate.Source{Name: "handoff", FS: sub}
+}
+
+// Agent is a person who answers escalated conversations.
+type Agent struct {
+	ID        int64    `json:"id"`
+	Email     string   `json:"email"`
+	Name      string   `json:"name"`
+	Languages []string `json:"languages"`
+	MaxChats  int      `json:"max_chats"`
+	Status    string   `json:"status"`
+}
+
+// Presence values.
+const (
+	Online  = "online"
+	Away    = "away"
+	Offline = "offline"
+)
+
+// TokenTTL is how long an agent's login lasts.
+const TokenTTL = 12 * time.Hour
+
+// Agents manages agents and their logins.
+type Agents struct {
+	pool *pgxpool.Pool
+	log  *slog.Logger
+	now  func() time.Time
+}
+
+// NewAgents returns the agent directory.
+func NewAgents(pool *pgxpool.Pool, log *slog.Logger) *Agents {
+	return &Agents{pool: pool, log: log.With("component", "handoff"), now: time.Now}
+}
+
+// Create adds an agent. It returns Conflict when the e-mail is taken.
+func (a *Agents) Create(ctx context.Context, ag Agent, password string) (Agent, error) {
+	const op = "handoff.CreateAgent"
+	ag.Email = strings.ToLower(strings.TrimSpace(ag.Email))
+	if ag.Email == "" || len(password) < 8 {
+		return Agent{}, kefu.Errorf(op, kefu.Invalid, "an agent needs an e-mail and a password of at least 8 characters")
+	}
+	if ag.MaxChats <= 0 {
+		ag.MaxChats = 5
+	}
+	if ag.Languages == nil {
+		ag.Languages = []string{}
+	}
+	hash, err := hashPassword(password)
+	if err != nil {
+		return Agent{}, kefu.E(op, kefu.Internal, err)
+	}
+	const q = `
+INSERT INTO handoff_agent (email, name, password_hash, languages, max_chats)
+VALUES ($1, $2, $3, $4, $5) RETURNING id, status`
+	err = a.pool.QueryRow(ctx, q, ag.Email, ag.Name, hash, ag.Languages, ag.MaxChats).Scan(&ag.ID, &ag.Status)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		return Agent{}, kefu.Errorf(op, kefu.Conflict, "an agent with this e-mail exists")
+	}
+	if err != nil {
+		return Agent{}, kefu.E(op, kefu.Unavailable, err)
+	}
+	return ag, nil
+}
+
+// Count is the number of agents.
+func (a *Agents) Count(ctx context.Context) (int, error) {
+	var n int
+	if err := a.pool.QueryRow(ctx, "SELECT count(*) FROM handoff_agent").Scan(&n); err != nil {
+		return 0, kefu.E("handoff.CountAgents", kefu.Unavailable, err)
+	}
+	return n, nil
+}
+
+// Login checks an e-mail and password and returns a bearer token. A wrong e-mail and a wrong
+// password give the same Unauthorized error.
+func (a *Agents) Login(ctx context.Context, email, password string) (string, Agent, error) {
+	const op = "handoff.Login"
+	const q = `SELECT id, email, name, languages, max_chats, status, password_hash FROM handoff_agent WHERE email = $1`
+	var ag Agent
+	var hash string
+	err := a.pool.QueryRow(ctx, q, strings.ToLower(strings.TrimSpace(email))).
+		Scan(&ag.ID, &ag.Email, &ag.Name, &ag.Languages, &ag.MaxChats, &ag.Status, &hash)
+	if errors.Is(err, pgx.ErrNoRows) {
+		_, _ = hashPassword(password) // same work as a real check: no timing oracle for e-mails
+		return "", Agent{}, kefu.Errorf(op, kefu.Unauthorized, "wrong e-mail or password")
+	}
+	if err != nil {
+		return "", Agent{}, kefu.E(op, kefu.Unavailable, err)
+	}
+	if !checkPassword(hash, password) {
+		return "", Agent{}, kefu.Errorf(op, kefu.Unauthorized, "wrong e-mail or password")
+	}
+	token := randomToken()
+	sum := sha256.Sum256([]byte(token))
+	_, err = a.pool.Exec(ctx, "INSERT INTO handoff_token (token_hash, agent_id, expires_at) VALUES ($1, $2, $3)",
+		sum[:], ag.ID, a.now().Add(TokenTTL))
+	if err != nil {
+		return "", Agent{}, kefu.E(op, kefu.Unavailable, err)
+	}
+	a.log.InfoContext(ctx, "agent logged in", "agent_id", ag.ID)
+	return token, ag, nil
+}
+
+// Authenticate returns the agent that holds token.
+func (a *Agents) Authenticate(ctx context.Context, token string) (Agent, error) {
+	const op = "handoff.Authenticate"
+	if token == "" {
+		return Agent{}, kefu.Errorf(op, kefu.Unauthorized, "log in first")
+	}
+	sum := sha256.Sum256([]byte(token))
+	const q = `
+SELECT a.id, a.email, a.name, a.languages, a.max_chats, a.status
+FROM handoff_token t JOIN handoff_agent a ON a.id = t.agent_id
+WHERE t.token_hash = $1 AND t.expires_at > $2`
+	var ag Agent
+	err := a.pool.QueryRow(ctx, q, sum[:], a.now()).Scan(&ag.ID, &ag.Email, &ag.Name, &ag.Languages, &ag.MaxChats, &ag.Status)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Agent{}, kefu.Errorf(op, kefu.Unauthorized, "the login has expired or is not valid")
+	}
+	if err != nil {
+		return Agent{}, kefu.E(op, kefu.Unavailable, err)
+	}
+	return ag, nil
+}
+
+// SetStatus records an agent's presence.
+func (a *Agents) SetStatus(ctx context.Context, agentID int64, status string) error {
+	const op = "handoff.SetStatus"
+	if status != Online && status != Away && status != Offline {
+		return kefu.Errorf(op, kefu.Invalid, "status must be online, away or offline")
+	}
+	tag, err := a.pool.Exec(ctx, "UPDATE handoff_agent SET status = $2, last_seen = $3 WHERE id = $1", agentID, status, a.now())
+	if err != nil {
+		return kefu.E(op, kefu.Unavailable, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return kefu.Errorf(op, kefu.NotFound, "no agent %d", agentID)
+	}
+	return nil
+}
+
+func randomToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// RandomToken returns a 256-bit random token, URL-safe.
+func RandomToken() string { return randomToken() }
+
+// argon2id parameters (RFC 9106's second recommendation, with less memory for small hosts).
+const (
+	argonTime    = 2
+	argonMemory  = 19 * 1024
+	argonThreads = 1
+	argonKeyLen  = 32
+)
+
+func hashPassword(password string) (string, error) {
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return "", err
+	}
+	key := argon2.IDKey([]byte(password), salt, argonTime, argonMemory, argonThreads, argonKeyLen)
+	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s", argon2.Version, argonMemory, argonTime, argonThreads,
+		base64.RawStdEncoding.EncodeToString(salt), base64.RawStdEncoding.EncodeToString(key)), nil
+}
+
+func checkPassword(encoded, password string) bool {
+	parts := strings.Split(encoded, "$")
+	if len(parts) != 6 || parts[1] != "argon2id" {
+		return false
+	}
+	var m, t uint32
+	var p uint8
+	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &m, &t, &p); err != nil {
+		return false
+	}
+	salt, err1 := base64.RawStdEncoding.DecodeString(parts[4])
+	want, err2 := base64.RawStdEncoding.DecodeString(parts[5])
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	got := argon2.IDKey([]byte(password), salt, t, m, p, uint32(len(want)))
+	return subtle.ConstantTimeCompare(got, want) == 1
+}

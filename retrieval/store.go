@@ -1,0 +1,294 @@
+package retrieval
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"slices"
+	"sort"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgvector/pgvector-go"
+
+	"github.com/kefu-dev/kefu"
+	"github.com/kefu-dev/kefu/internal/migrate"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrations are the tables retrieval owns.
+func Migrations() migrate.Source {
+	sub, _ := fs.Sub(migrations, "migrations")
+	return migrate.Source{Name: "retrieval", FS: sub}
+}
+
+// Embedder turns texts into vectors.
+type Embedder interface {
+	Embed(ctx context.Context, texts []string) ([][]float32, error)
+	EmbedderID() string // names the vector space: the model and its version
+}
+
+// Entry is one knowledge entry in one language.
+type Entry struct {
+	ID         int64    `json:"id"`
+	Key        string   `json:"key"`
+	Language   string   `json:"language"`
+	Title      string   `json:"title"`
+	Question   string   `json:"question"`
+	Alternates []string `json:"alternates"`
+	Answer     string   `json:"answer"`
+	Link       string   `json:"link"`
+	Version    int      `json:"version"`
+}
+
+// Source says where an answer came from.
+type Source struct {
+	EntryID  int64  `json:"entry_id"`
+	Key      string `json:"key"`
+	Title    string `json:"title"`
+	Language string `json:"language"`
+	Version  int    `json:"version"`
+	Link     string `json:"link,omitempty"`
+}
+
+// Answer is the knowledge base's reply to a question.
+type Answer struct {
+	Found   bool     `json:"found"` // Score reached the threshold
+	Text    string   `json:"text"`
+	Score   float64  `json:"score"` // cosine similarity of the best phrasing
+	Source  Source   `json:"source"`
+	Related []string `json:"related,omitempty"` // questions of the next best entries
+}
+
+// DefaultThreshold is the cosine similarity below which the knowledge base says it is not
+// sure rather than guess.
+const DefaultThreshold = 0.6
+
+// Store is the knowledge base in PostgreSQL.
+type Store struct {
+	pool      *pgxpool.Pool
+	embedder  Embedder
+	threshold float64
+	log       *slog.Logger
+}
+
+// NewStore returns a store that answers when the best phrasing's cosine similarity reaches
+// threshold.
+func NewStore(pool *pgxpool.Pool, e Embedder, threshold float64, log *slog.Logger) *Store {
+	return &Store{pool: pool, embedder: e, threshold: threshold, log: log.With("component", "retrieval")}
+}
+
+// Upsert stores entries (matched by key and language) and their vectors.
+func (s *Store) Upsert(ctx context.Context, entries []Entry) error {
+	const op = "retrieval.Upsert"
+	for i, e := range entries {
+		if e.Key == "" || e.Language == "" || e.Answer == "" || e.Question == "" {
+			return kefu.Errorf(op, kefu.Invalid, "entry %d needs a key, a language, a question and an answer", i+1)
+		}
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return kefu.E(op, kefu.Unavailable, err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit
+	for _, e := range entries {
+		const q = `
+INSERT INTO retrieval_entry (key, language, title, question, alternates, answer, link)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (key, language) DO UPDATE
+SET title = EXCLUDED.title, question = EXCLUDED.question, alternates = EXCLUDED.alternates,
+    answer = EXCLUDED.answer, link = EXCLUDED.link,
+    version = retrieval_entry.version + 1, updated_at = now()
+RETURNING id`
+		var id int64
+		if err := tx.QueryRow(ctx, q, e.Key, e.Language, e.Title, e.Question, nonNil(e.Alternates), e.Answer, e.Link).Scan(&id); err != nil {
+			return kefu.E(op, kefu.Unavailable, err)
+		}
+		if _, err := tx.Exec(ctx, "DELETE FROM retrieval_vector WHERE entry_id = $1", id); err != nil {
+			return kefu.E(op, kefu.Unavailable, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return kefu.E(op, kefu.Unavailable, err)
+	}
+	_, err = s.EmbedMissing(ctx)
+	return err
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// EmbedMissing embeds every entry that has no vectors from the current embedder, and drops
+// vectors of other embedders for it. It returns how many entries it embedded.
+func (s *Store) EmbedMissing(ctx context.Context) (int, error) {
+	const op = "retrieval.EmbedMissing"
+	const q = `
+SELECT id, title, question, alternates FROM retrieval_entry e
+WHERE NOT EXISTS (SELECT 1 FROM retrieval_vector v WHERE v.entry_id = e.id AND v.embedder = $1)
+ORDER BY id`
+	rows, err := s.pool.Query(ctx, q, s.embedder.EmbedderID())
+	if err != nil {
+		return 0, kefu.E(op, kefu.Unavailable, err)
+	}
+	type todo struct {
+		id        int64
+		phrasings []string
+	}
+	var list []todo
+	for rows.Next() {
+		var id int64
+		var title, question string
+		var alts []string
+		if err := rows.Scan(&id, &title, &question, &alts); err != nil {
+			rows.Close()
+			return 0, kefu.E(op, kefu.Unavailable, err)
+		}
+		ph := []string{question}
+		for _, p := range append([]string{title}, alts...) {
+			if p != "" && !slices.Contains(ph, p) {
+				ph = append(ph, p)
+			}
+		}
+		list = append(list, todo{id, ph})
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, kefu.E(op, kefu.Unavailable, err)
+	}
+	for i, t := range list {
+		vecs, err := s.embedder.Embed(ctx, t.phrasings)
+		if err != nil {
+			return i, kefu.E(op, kefu.Internal, err)
+		}
+		batch := &pgx.Batch{}
+		batch.Queue("DELETE FROM retrieval_vector WHERE entry_id = $1", t.id)
+		for j, v := range vecs {
+			batch.Queue("INSERT INTO retrieval_vector (entry_id, embedder, phrasing, embedding) VALUES ($1, $2, $3, $4)",
+				t.id, s.embedder.EmbedderID(), t.phrasings[j], pgvector.NewVector(v))
+		}
+		if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
+			return i, kefu.E(op, kefu.Unavailable, err)
+		}
+	}
+	if len(list) > 0 {
+		s.log.InfoContext(ctx, "embedded knowledge entries", "entries", len(list), "embedder", s.embedder.EmbedderID())
+	}
+	return len(list), nil
+}
+
+// Count is the number of entries.
+func (s *Store) Count(ctx context.Context) (int, error) {
+	var n int
+	if err := s.pool.QueryRow(ctx, "SELECT count(*) FROM retrieval_entry").Scan(&n); err != nil {
+		return 0, kefu.E("retrieval.Count", kefu.Unavailable, err)
+	}
+	return n, nil
+}
+
+type hit struct {
+	entry Entry
+	score float64
+}
+
+// Search returns the entries closest to question, best first, one per key, each in lang where
+// the entry has that language.
+func (s *Store) Search(ctx context.Context, question, lang string, k int) ([]hit, error) {
+	const op = "retrieval.Search"
+	vecs, err := s.embedder.Embed(ctx, []string{question})
+	if err != nil {
+		return nil, kefu.E(op, kefu.Internal, err)
+	}
+	const q = `
+WITH near AS (
+    SELECT v.entry_id, 1 - (v.embedding <=> $1) AS score
+    FROM retrieval_vector v
+    WHERE v.embedder = $2
+    ORDER BY v.embedding <=> $1
+    LIMIT $3
+), best AS (
+    SELECT e.key, max(n.score) AS score
+    FROM near n JOIN retrieval_entry e ON e.id = n.entry_id
+    GROUP BY e.key
+)
+SELECT DISTINCT ON (b.score, b.key)
+       e.id, e.key, e.language, e.title, e.question, e.alternates, e.answer, e.link, e.version, b.score
+FROM best b JOIN retrieval_entry e ON e.key = b.key
+ORDER BY b.score DESC, b.key, (e.language = $4) DESC, (e.language = 'en') DESC, e.language`
+	rows, err := s.pool.Query(ctx, q, pgvector.NewVector(vecs[0]), s.embedder.EmbedderID(), k*8, lang)
+	if err != nil {
+		return nil, kefu.E(op, kefu.Unavailable, err)
+	}
+	defer rows.Close()
+	var hits []hit
+	for rows.Next() {
+		var h hit
+		e := &h.entry
+		if err := rows.Scan(&e.ID, &e.Key, &e.Language, &e.Title, &e.Question, &e.Alternates, &e.Answer, &e.Link, &e.Version, &h.score); err != nil {
+			return nil, kefu.E(op, kefu.Unavailable, err)
+		}
+		hits = append(hits, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, kefu.E(op, kefu.Unavailable, err)
+	}
+	sort.SliceStable(hits, func(i, j int) bool { return hits[i].score > hits[j].score })
+	if len(hits) > k {
+		hits = hits[:k]
+	}
+	return hits, nil
+}
+
+// Answer answers question from the knowledge base in lang. An answer below the threshold has
+// Found false and carries related questions instead of a guess.
+func (s *Store) Answer(ctx context.Context, question, lang string) (Answer, error) {
+	hits, err := s.Search(ctx, question, lang, 4)
+	if err != nil {
+		return Answer{}, err
+	}
+	if len(hits) == 0 {
+		return Answer{}, nil
+	}
+	best := hits[0]
+	a := Answer{Score: best.score, Found: best.score >= s.threshold}
+	if a.Found {
+		e := best.entry
+		a.Text = e.Answer
+		a.Source = Source{EntryID: e.ID, Key: e.Key, Title: e.Title, Language: e.Language, Version: e.Version, Link: e.Link}
+		hits = hits[1:]
+	}
+	for _, h := range hits[:min(3, len(hits))] {
+		a.Related = append(a.Related, h.entry.Question)
+	}
+	return a, nil
+}
+
+// ErrNoEntries is returned by SeedDemo when the embedded demo file has no entries.
+var ErrNoEntries = errors.New("retrieval: no entries")
+
+// SeedDemo loads the demo knowledge base when the store is empty and reports whether it did.
+func (s *Store) SeedDemo(ctx context.Context) (bool, error) {
+	n, err := s.Count(ctx)
+	if err != nil || n > 0 {
+		return false, err
+	}
+	entries, err := DemoEntries()
+	if err != nil {
+		return false, err
+	}
+	if len(entries) == 0 {
+		return false, ErrNoEntries
+	}
+	if err := s.Upsert(ctx, entries); err != nil {
+		return false, fmt.Errorf("retrieval: seed demo: %w", err)
+	}
+	return true, nil
+}

@@ -1,0 +1,129 @@
+package retrieval_test
+
+import (
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/kefu-dev/kefu"
+	"github.com/kefu-dev/kefu/internal/pgtest"
+	"github.com/kefu-dev/kefu/nlu"
+	"github.com/kefu-dev/kefu/retrieval"
+)
+
+func encoder(t testing.TB) *nlu.Classifier {
+	t.Helper()
+	if err := nlu.InitRuntime(nlu.FindRuntime()); err != nil {
+		t.Fatalf("%v (run the tests with scripts/test)", err)
+	}
+	c, err := nlu.Load("../models/intent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestStore(t *testing.T) {
+	t.Parallel()
+	enc := encoder(t)
+
+	type testBundle struct{ store *retrieval.Store }
+	setup := func(t *testing.T) *testBundle {
+		t.Helper()
+		pool := pgtest.Schema(t, retrieval.Migrations())
+		return &testBundle{store: retrieval.NewStore(pool, enc, retrieval.DefaultThreshold, slog.New(slog.NewTextHandler(t.Output(), nil)))}
+	}
+
+	t.Run("DemoAnswersWithSource", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		seeded, err := b.store.SeedDemo(t.Context())
+		if err != nil || !seeded {
+			t.Fatalf("SeedDemo = %v, %v", seeded, err)
+		}
+		tests := []struct{ q, lang, key string }{
+			{"多久能发货", "zh", "shipping-time"},
+			{"退款多久到账", "zh", "refund-time"},
+			{"忘记密码了怎么办", "zh", "account-password"},
+			{"how long does shipping take", "en", "shipping-time"},
+			{"which payment methods do you accept", "en", "payment-methods"},
+			{"how do i get an invoice", "en", "invoice"},
+		}
+		for _, tt := range tests {
+			a, err := b.store.Answer(t.Context(), tt.q, tt.lang)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !a.Found || a.Source.Key != tt.key || a.Source.Language != tt.lang || a.Text == "" || a.Source.Version < 1 {
+				t.Errorf("Answer(%q) = found %v, %s/%s (score %.3f), want %s/%s", tt.q, a.Found, a.Source.Key, a.Source.Language, a.Score, tt.key, tt.lang)
+			}
+		}
+	})
+
+	t.Run("SeedOnlyOnce", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		if _, err := b.store.SeedDemo(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		n1, _ := b.store.Count(t.Context())
+		seeded, err := b.store.SeedDemo(t.Context())
+		n2, _ := b.store.Count(t.Context())
+		if err != nil || seeded || n1 != n2 || n1 == 0 {
+			t.Fatalf("second SeedDemo = %v, %v; count %d then %d", seeded, err, n1, n2)
+		}
+	})
+
+	t.Run("UpsertNewVersionAndRejectsBadEntries", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		e := retrieval.Entry{Key: "gift-wrap", Language: "en", Title: "Gift wrapping", Question: "Do you offer gift wrapping?", Answer: "Yes, for 5 CNY."}
+		if err := b.store.Upsert(t.Context(), []retrieval.Entry{e}); err != nil {
+			t.Fatal(err)
+		}
+		e.Answer = "Yes, free of charge."
+		if err := b.store.Upsert(t.Context(), []retrieval.Entry{e}); err != nil {
+			t.Fatal(err)
+		}
+		a, err := b.store.Answer(t.Context(), "Do you offer gift wrapping?", "en")
+		if err != nil || a.Source.Version != 2 || !strings.Contains(a.Text, "free") {
+			t.Fatalf("Answer after update = %+v, %v; want version 2, new text", a, err)
+		}
+		err = b.store.Upsert(t.Context(), []retrieval.Entry{{Key: "x", Language: "en"}})
+		if kefu.CodeOf(err) != kefu.Invalid {
+			t.Fatalf("Upsert of an empty entry: %v, want code invalid", err)
+		}
+	})
+
+	t.Run("EmptyStoreIsNotFound", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		a, err := b.store.Answer(t.Context(), "anything", "en")
+		if err != nil || a.Found {
+			t.Fatalf("Answer on an empty store = %+v, %v", a, err)
+		}
+	})
+}
+
+func TestParseYAMLErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ name, in, want string }{
+		{"syntax", "entries:\n  - key: a\n    en: [\n", "knowledge file"},
+		{"no key", "entries:\n  - en: {question: q, answer: a}\n", "has no key"},
+		{"unknown field", "entries:\n  - key: a\n    en: {question: q, answer: a, bogus: 1}\n", "bogus"},
+		{"no answer", "entries:\n  - key: a\n    en: {question: q}\n", "needs a question and an answer"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := retrieval.ParseYAML([]byte(tt.in))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("ParseYAML(%q) = %v, want error containing %q", tt.in, err, tt.want)
+			}
+		})
+	}
+	entries, err := retrieval.DemoEntries()
+	if err != nil || len(entries) < 20 {
+		t.Fatalf("DemoEntries = %d entries, %v", len(entries), err)
+	}
+}
