@@ -1,0 +1,342 @@
+package dialog
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"log/slog"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kefu-dev/kefu"
+	"github.com/kefu-dev/kefu/handoff"
+	"github.com/kefu-dev/kefu/nlu"
+	"github.com/kefu-dev/kefu/retrieval"
+)
+
+// Understander is what a turn needs from nlu.
+type Understander interface {
+	Understand(ctx context.Context, text string) (nlu.Result, error)
+}
+
+// Answerer is what a turn needs from retrieval.
+type Answerer interface {
+	Answer(ctx context.Context, question, lang string) (retrieval.Answer, error)
+}
+
+// Escalator is what a turn needs from handoff: a queue it writes to inside the turn's
+// transaction.
+type Escalator interface {
+	Enqueue(ctx context.Context, tx pgx.Tx, r handoff.Request) (bool, error)
+	Close(ctx context.Context, tx pgx.Tx, sessionID int64, disposition string) (bool, error)
+}
+
+// Config tunes the engine.
+type Config struct {
+	// EscalateAfter is the number of turns in a row the bot may fail to answer before it
+	// brings in a person (default 2).
+	EscalateAfter int
+	// MaxMessageBytes bounds a message (default 4000).
+	MaxMessageBytes int
+	// MinIntentConfidence is the confidence an intent needs to act on it (default 0.5).
+	MinIntentConfidence float64
+	// OutOfScopeAnswerScore is the knowledge score that still answers a message nlu found out
+	// of scope (default 0.85).
+	OutOfScopeAnswerScore float64
+}
+
+func (c *Config) defaults() {
+	if c.EscalateAfter <= 0 {
+		c.EscalateAfter = 2
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 4000
+	}
+	if c.MinIntentConfidence <= 0 {
+		c.MinIntentConfidence = 0.5
+	}
+	if c.OutOfScopeAnswerScore <= 0 {
+		c.OutOfScopeAnswerScore = 0.85
+	}
+}
+
+// Engine runs conversations.
+type Engine struct {
+	pool *pgxpool.Pool
+	nlu  Understander
+	kb   Answerer
+	esc  Escalator
+	cfg  Config
+	log  *slog.Logger
+}
+
+// NewEngine returns an engine.
+func NewEngine(pool *pgxpool.Pool, u Understander, a Answerer, e Escalator, cfg Config, log *slog.Logger) *Engine {
+	cfg.defaults()
+	return &Engine{pool: pool, nlu: u, kb: a, esc: e, cfg: cfg, log: log.With("component", "dialog")}
+}
+
+// CreateSession starts a conversation and returns it with the customer's secret token, which
+// Authorize checks on every connection. The bot greets first.
+func (e *Engine) CreateSession(ctx context.Context, channel, language string) (Session, string, error) {
+	const op = "dialog.CreateSession"
+	if channel == "" {
+		channel = "web"
+	}
+	if len(channel) > 32 || len(language) > 16 {
+		return Session{}, "", kefu.Errorf(op, kefu.Invalid, "channel or language is too long")
+	}
+	token, hash := newToken()
+	var s Session
+	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `INSERT INTO dialog_session (token_hash, channel, language) VALUES ($1, $2, $3) RETURNING id, state`,
+			hash, channel, language).Scan(&s.ID, &s.State)
+		if err != nil {
+			return kefu.E(op, kefu.Unavailable, err)
+		}
+		s.Channel, s.Language = channel, language
+		_, err = addMessage(ctx, tx, &s, Message{Role: RoleBot, Body: text(language, "welcome"), Meta: Meta{Event: "welcome"}})
+		if err != nil {
+			return err
+		}
+		return saveSession(ctx, tx, s)
+	})
+	if err != nil {
+		return Session{}, "", kefu.E(op, "", err)
+	}
+	e.log.InfoContext(ctx, "session created", "session_id", s.ID, "channel", channel)
+	return s, token, nil
+}
+
+// Authorize returns the session when token is its customer's token. An unknown session and a
+// wrong token are the same NotFound, so ids cannot be probed.
+func (e *Engine) Authorize(ctx context.Context, sessionID int64, token string) (Session, error) {
+	const op = "dialog.Authorize"
+	sum := sha256.Sum256([]byte(token))
+	var s Session
+	err := e.pool.QueryRow(ctx, `
+SELECT id, channel, language, state, coalesce(agent_id, 0), last_seq FROM dialog_session
+WHERE id = $1 AND token_hash = $2`, sessionID, sum[:]).Scan(&s.ID, &s.Channel, &s.Language, &s.State, &s.AgentID, &s.LastSeq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Session{}, kefu.Errorf(op, kefu.NotFound, "unknown session or wrong token")
+	}
+	if err != nil {
+		return Session{}, kefu.E(op, kefu.Unavailable, err)
+	}
+	return s, nil
+}
+
+// Get returns a session by id (for agents and the api; no token check).
+func (e *Engine) Get(ctx context.Context, sessionID int64) (Session, error) {
+	var s Session
+	err := e.pool.QueryRow(ctx, `
+SELECT id, channel, language, state, coalesce(agent_id, 0), last_seq FROM dialog_session WHERE id = $1`,
+		sessionID).Scan(&s.ID, &s.Channel, &s.Language, &s.State, &s.AgentID, &s.LastSeq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Session{}, kefu.Errorf("dialog.Get", kefu.NotFound, "no session %d", sessionID)
+	}
+	if err != nil {
+		return Session{}, kefu.E("dialog.Get", kefu.Unavailable, err)
+	}
+	return s, nil
+}
+
+// Messages returns up to limit messages of a session with Seq > after, oldest first.
+func (e *Engine) Messages(ctx context.Context, sessionID, after int64, limit int) ([]Message, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	rows, err := e.pool.Query(ctx, `SELECT `+messageColumns+` FROM dialog_message
+WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, sessionID, after, limit)
+	if err != nil {
+		return nil, kefu.E("dialog.Messages", kefu.Unavailable, err)
+	}
+	return scanMessages(rows)
+}
+
+// Inbound is one message from a customer.
+type Inbound struct {
+	SessionID int64
+	ClientID  string // the client's id for this message: a resend with the same id is not a duplicate
+	Text      string
+}
+
+// TurnResult is what a turn produced, already committed.
+type TurnResult struct {
+	Session   Session   // after the turn
+	Customer  Message   // the customer's message as stored
+	Replies   []Message // the bot's replies (none while a person owns the session)
+	Duplicate bool      // the message was a resend: nothing new was stored
+	Escalated bool      // the turn put the session in the queue
+}
+
+func (e *Engine) validate(op, clientID, body string) (string, error) {
+	body = strings.TrimSpace(body)
+	switch {
+	case !utf8.ValidString(body):
+		return "", kefu.Errorf(op, kefu.Invalid, "the message is not valid UTF-8")
+	case body == "":
+		return "", kefu.Errorf(op, kefu.Invalid, "the message is empty")
+	case len(body) > e.cfg.MaxMessageBytes:
+		return "", kefu.Errorf(op, kefu.TooLarge, "the message is longer than %d bytes", e.cfg.MaxMessageBytes)
+	case len(clientID) > 64:
+		return "", kefu.Errorf(op, kefu.Invalid, "client_id is longer than 64 bytes")
+	}
+	return body, nil
+}
+
+// Turn runs one customer message. The message, the bot's replies and the new state commit
+// together; a resend of a stored client id returns the stored message with Duplicate set.
+func (e *Engine) Turn(ctx context.Context, in Inbound) (TurnResult, error) {
+	const op = "dialog.Turn"
+	body, err := e.validate(op, in.ClientID, in.Text)
+	if err != nil {
+		return TurnResult{}, err
+	}
+	// Understanding and knowledge search are pure reads: do them before taking the session's
+	// lock, and only while the bot has the conversation.
+	cur, err := e.Get(ctx, in.SessionID)
+	if err != nil {
+		return TurnResult{}, kefu.E(op, "", err)
+	}
+	var plan *plan
+	if cur.State == StateBot {
+		if plan, err = e.think(ctx, body); err != nil {
+			return TurnResult{}, kefu.E(op, "", err)
+		}
+	}
+
+	tx, err := e.pool.Begin(ctx)
+	if err != nil {
+		return TurnResult{}, kefu.E(op, kefu.Unavailable, err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit
+	s, err := lockSession(ctx, tx, in.SessionID)
+	if err != nil {
+		return TurnResult{}, kefu.E(op, "", err)
+	}
+	if in.ClientID != "" {
+		m, dup, err := findByClientID(ctx, tx, s.ID, RoleCustomer, in.ClientID)
+		if err != nil {
+			return TurnResult{}, kefu.E(op, "", err)
+		}
+		if dup {
+			return TurnResult{Session: s, Customer: m, Duplicate: true}, nil
+		}
+	}
+	res := TurnResult{}
+	meta := Meta{}
+	if plan != nil {
+		meta = plan.understood
+	}
+	res.Customer, err = addMessage(ctx, tx, &s, Message{Role: RoleCustomer, ClientID: in.ClientID, Body: body, Meta: meta})
+	if err != nil {
+		return TurnResult{}, kefu.E(op, "", err)
+	}
+	if s.State == StateBot && plan != nil {
+		if plan.language != "" {
+			s.Language = plan.language
+		}
+		if err := e.act(ctx, tx, &s, plan, &res); err != nil {
+			return TurnResult{}, kefu.E(op, "", err)
+		}
+	}
+	if err := saveSession(ctx, tx, s); err != nil {
+		return TurnResult{}, kefu.E(op, "", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return TurnResult{}, kefu.E(op, kefu.Unavailable, err)
+	}
+	res.Session = s
+	return res, nil
+}
+
+// AgentReply stores a message from the agent who owns the session. A session the agent does
+// not own is NotFound to them.
+func (e *Engine) AgentReply(ctx context.Context, agentID, sessionID int64, clientID, body string) (Message, bool, error) {
+	const op = "dialog.AgentReply"
+	body, err := e.validate(op, clientID, body)
+	if err != nil {
+		return Message{}, false, err
+	}
+	var out Message
+	var dup bool
+	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		s, err := e.lockOwned(ctx, tx, op, agentID, sessionID)
+		if err != nil {
+			return err
+		}
+		if clientID != "" {
+			if out, dup, err = findByClientID(ctx, tx, s.ID, RoleAgent, clientID); err != nil || dup {
+				return err
+			}
+		}
+		if out, err = addMessage(ctx, tx, &s, Message{Role: RoleAgent, AgentID: agentID, ClientID: clientID, Body: body}); err != nil {
+			return err
+		}
+		return saveSession(ctx, tx, s)
+	})
+	if err != nil {
+		return Message{}, false, kefu.E(op, "", err)
+	}
+	return out, dup, nil
+}
+
+// CloseByAgent ends the agent's part of a conversation: the session goes back to the bot and
+// the customer is told. It returns the system message it wrote.
+func (e *Engine) CloseByAgent(ctx context.Context, agentID, sessionID int64, disposition string) (Message, error) {
+	const op = "dialog.CloseByAgent"
+	if disposition == "" {
+		disposition = "resolved"
+	}
+	var out Message
+	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		s, err := e.lockOwned(ctx, tx, op, agentID, sessionID)
+		if err != nil {
+			return err
+		}
+		if _, err := e.esc.Close(ctx, tx, s.ID, disposition); err != nil {
+			return err
+		}
+		s.State, s.AgentID, s.LowConfidence = StateBot, 0, 0
+		out, err = addMessage(ctx, tx, &s, Message{Role: RoleSystem, Body: text(s.Language, "agent_closed"), Meta: Meta{Event: "agent_closed"}})
+		if err != nil {
+			return err
+		}
+		return saveSession(ctx, tx, s)
+	})
+	if err != nil {
+		return Message{}, kefu.E(op, "", err)
+	}
+	e.log.InfoContext(ctx, "conversation closed by agent", "session_id", sessionID, "agent_id", agentID)
+	return out, nil
+}
+
+func (e *Engine) lockOwned(ctx context.Context, tx pgx.Tx, op string, agentID, sessionID int64) (Session, error) {
+	s, err := lockSession(ctx, tx, sessionID)
+	if err != nil {
+		return Session{}, err
+	}
+	if s.State != StateAgent || s.AgentID != agentID {
+		return Session{}, kefu.Errorf(op, kefu.NotFound, "session %d is not assigned to you", sessionID)
+	}
+	return s, nil
+}
+
+// Assigned is handoff's AssignHook: inside the routing transaction, the session passes to the
+// agent and the customer is told.
+func (e *Engine) Assigned(ctx context.Context, tx pgx.Tx, a handoff.Assignment) error {
+	s, err := lockSession(ctx, tx, a.SessionID)
+	if err != nil {
+		return err
+	}
+	s.State, s.AgentID = StateAgent, a.AgentID
+	if _, err := addMessage(ctx, tx, &s, Message{Role: RoleSystem, Body: text(s.Language, "agent_joined"),
+		Meta: Meta{Event: "agent_joined"}}); err != nil {
+		return err
+	}
+	return saveSession(ctx, tx, s)
+}

@@ -1,0 +1,169 @@
+package dialog
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"embed"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/kefu-dev/kefu"
+	"github.com/kefu-dev/kefu/internal/migrate"
+	"github.com/kefu-dev/kefu/retrieval"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrations are the tables dialog owns.
+func Migrations() migrate.Source {
+	sub, _ := fs.Sub(migrations, "migrations")
+	return migrate.Source{Name: "dialog", FS: sub}
+}
+
+// Session states.
+const (
+	StateBot    = "bot"    // the bot answers
+	StateQueued = "queued" // waiting for a person; the bot is silent
+	StateAgent  = "agent"  // a person owns the conversation; the bot is silent
+)
+
+// Message roles.
+const (
+	RoleCustomer = "customer"
+	RoleBot      = "bot"
+	RoleAgent    = "agent"
+	RoleSystem   = "system"
+)
+
+// Session is one customer's conversation.
+type Session struct {
+	ID            int64  `json:"id"`
+	Channel       string `json:"channel"`
+	Language      string `json:"language"`
+	State         string `json:"state"`
+	AgentID       int64  `json:"agent_id,omitempty"`
+	LowConfidence int    `json:"-"`
+	LastSeq       int64  `json:"last_seq"`
+}
+
+// Meta is what the bot knew when it wrote or read a message: kept with the message so a
+// conversation can be explained, and shown to the agent who takes over.
+type Meta struct {
+	Intent       string             `json:"intent,omitempty"`
+	Confidence   float64            `json:"confidence,omitempty"`
+	OutOfScope   bool               `json:"out_of_scope,omitempty"`
+	Language     string             `json:"language,omitempty"`
+	ModelVersion string             `json:"model_version,omitempty"`
+	Sources      []retrieval.Source `json:"sources,omitempty"`
+	Score        float64            `json:"score,omitempty"`
+	QuickReplies []string           `json:"quick_replies,omitempty"`
+	Reason       string             `json:"reason,omitempty"` // why the bot escalated
+	Event        string             `json:"event,omitempty"`  // system messages: "agent_joined", "agent_closed"
+}
+
+// Message is one message in a session, numbered by Seq from 1.
+type Message struct {
+	SessionID int64     `json:"session_id"`
+	Seq       int64     `json:"seq"`
+	Role      string    `json:"role"`
+	AgentID   int64     `json:"agent_id,omitempty"`
+	ClientID  string    `json:"client_id,omitempty"`
+	Body      string    `json:"text"`
+	Meta      Meta      `json:"meta"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func newToken() (token string, hash []byte) {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // never fails on Linux
+	token = base64.RawURLEncoding.EncodeToString(b)
+	sum := sha256.Sum256([]byte(token))
+	return token, sum[:]
+}
+
+func lockSession(ctx context.Context, tx pgx.Tx, id int64) (Session, error) {
+	const q = `
+SELECT id, channel, language, state, coalesce(agent_id, 0), low_confidence, last_seq
+FROM dialog_session WHERE id = $1 FOR UPDATE`
+	var s Session
+	err := tx.QueryRow(ctx, q, id).Scan(&s.ID, &s.Channel, &s.Language, &s.State, &s.AgentID, &s.LowConfidence, &s.LastSeq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Session{}, kefu.Errorf("dialog.lockSession", kefu.NotFound, "no session %d", id)
+	}
+	if err != nil {
+		return Session{}, kefu.E("dialog.lockSession", kefu.Unavailable, err)
+	}
+	return s, nil
+}
+
+func saveSession(ctx context.Context, tx pgx.Tx, s Session) error {
+	const q = `
+UPDATE dialog_session
+SET language = $2, state = $3, agent_id = nullif($4, 0), low_confidence = $5, last_seq = $6, updated_at = now()
+WHERE id = $1`
+	if _, err := tx.Exec(ctx, q, s.ID, s.Language, s.State, s.AgentID, s.LowConfidence, s.LastSeq); err != nil {
+		return kefu.E("dialog.saveSession", kefu.Unavailable, err)
+	}
+	return nil
+}
+
+// addMessage appends m to the locked session s, numbering it.
+func addMessage(ctx context.Context, tx pgx.Tx, s *Session, m Message) (Message, error) {
+	s.LastSeq++
+	m.SessionID, m.Seq = s.ID, s.LastSeq
+	meta, err := json.Marshal(m.Meta)
+	if err != nil {
+		return Message{}, kefu.E("dialog.addMessage", kefu.Internal, err)
+	}
+	const q = `
+INSERT INTO dialog_message (session_id, seq, role, agent_id, client_id, body, meta)
+VALUES ($1, $2, $3, nullif($4, 0), nullif($5, ''), $6, $7)
+RETURNING created_at`
+	if err := tx.QueryRow(ctx, q, m.SessionID, m.Seq, m.Role, m.AgentID, m.ClientID, m.Body, meta).Scan(&m.CreatedAt); err != nil {
+		return Message{}, kefu.E("dialog.addMessage", kefu.Unavailable, err)
+	}
+	return m, nil
+}
+
+const messageColumns = `session_id, seq, role, coalesce(agent_id, 0), coalesce(client_id, ''), body, meta, created_at`
+
+func scanMessages(rows pgx.Rows) ([]Message, error) {
+	defer rows.Close()
+	var out []Message
+	for rows.Next() {
+		var m Message
+		var meta []byte
+		if err := rows.Scan(&m.SessionID, &m.Seq, &m.Role, &m.AgentID, &m.ClientID, &m.Body, &meta, &m.CreatedAt); err != nil {
+			return nil, kefu.E("dialog.scanMessages", kefu.Unavailable, err)
+		}
+		if err := json.Unmarshal(meta, &m.Meta); err != nil {
+			return nil, kefu.E("dialog.scanMessages", kefu.Internal, err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, kefu.E("dialog.scanMessages", kefu.Unavailable, err)
+	}
+	return out, nil
+}
+
+// findByClientID returns the message a resend refers to.
+func findByClientID(ctx context.Context, tx pgx.Tx, sessionID int64, role, clientID string) (Message, bool, error) {
+	rows, err := tx.Query(ctx, `SELECT `+messageColumns+` FROM dialog_message WHERE session_id = $1 AND role = $2 AND client_id = $3`,
+		sessionID, role, clientID)
+	if err != nil {
+		return Message{}, false, kefu.E("dialog.findByClientID", kefu.Unavailable, err)
+	}
+	ms, err := scanMessages(rows)
+	if err != nil || len(ms) == 0 {
+		return Message{}, false, err
+	}
+	return ms[0], true, nil
+}
