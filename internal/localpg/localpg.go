@@ -38,6 +38,8 @@ type Cluster struct {
 	uid  int
 	gid  int
 	log  *slog.Logger
+
+	started bool // this process started the server
 }
 
 // New prepares a cluster in dir (created if missing). Nothing is started yet.
@@ -163,6 +165,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 		"-w", "-t", "60", "-o", opts, "start"); err != nil {
 		return fmt.Errorf("%w (see %s)", err, filepath.Join(c.Dir, "postgres.log"))
 	}
+	c.started = true
 	c.log.Info("private PostgreSQL started", "socket", c.SocketDir())
 	return nil
 }
@@ -171,6 +174,9 @@ func (c *Cluster) running(ctx context.Context) bool {
 	cmd := c.command(ctx, "pg_ctl", "-D", c.dataDir(), "status")
 	return cmd.Run() == nil
 }
+
+// Started reports whether Start started the server (false when it was already running).
+func (c *Cluster) Started() bool { return c.started }
 
 // Stop shuts the server down (fast mode: sessions are ended, nothing is lost).
 func (c *Cluster) Stop(ctx context.Context) error {

@@ -1,0 +1,159 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/kefu-dev/kefu"
+	"github.com/kefu-dev/kefu/dialog"
+)
+
+// createSession starts a conversation: POST /api/sessions {"channel","language"} →
+// {"session_id","token"}. The token is shown once; the widget keeps it.
+func (s *Server) createSession(c *gin.Context) {
+	var req struct {
+		Channel  string `json:"channel"`
+		Language string `json:"language"`
+	}
+	if c.Request.ContentLength != 0 {
+		if err := bindJSON(c, &req); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
+	sess, token, err := s.Engine.CreateSession(c.Request.Context(), req.Channel, req.Language)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, gin.H{"session_id": sess.ID, "token": token, "state": sess.State})
+}
+
+// customerMessages is GET /api/sessions/:id/messages?after=N with the session token as a
+// bearer token: the customer's own transcript, for clients that poll.
+func (s *Server) customerMessages(c *gin.Context) {
+	id, err := pathID(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if _, err := s.Engine.Authorize(c.Request.Context(), id, bearer(c)); err != nil {
+		s.fail(c, err)
+		return
+	}
+	after, _ := strconv.ParseInt(c.Query("after"), 10, 64)
+	msgs, err := s.Engine.Messages(c.Request.Context(), id, after, 0)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"messages": nonNilMessages(msgs)})
+}
+
+func nonNilMessages(m []dialog.Message) []dialog.Message {
+	if m == nil {
+		return []dialog.Message{}
+	}
+	return m
+}
+
+// customerWS is the customer's WebSocket: hello, then messages.
+func (s *Server) customerWS(c *gin.Context) {
+	cn, ok := s.upgrade(c)
+	if !ok {
+		return
+	}
+	defer s.untrack(cn)
+	var sessionID atomic.Int64
+	t := helloTimer(cn, func() bool { return sessionID.Load() != 0 })
+	defer t.Stop()
+	var unsubscribe func()
+	defer func() {
+		if unsubscribe != nil {
+			unsubscribe()
+		}
+	}()
+	cn.readLoop(context.WithoutCancel(c.Request.Context()), func(ctx context.Context, data []byte) error {
+		f, err := decodeFrame(data)
+		if err != nil {
+			return err
+		}
+		switch f.Type {
+		case "ping":
+			cn.sendJSON(gin.H{"type": "pong"})
+			return nil
+		case "hello":
+			if sessionID.Load() != 0 {
+				return kefu.Errorf("api.hello", kefu.Conflict, "this connection already said hello")
+			}
+			sess, err := s.Engine.Authorize(ctx, f.SessionID, f.Token)
+			if err != nil {
+				return err
+			}
+			// Subscribe before reading the backlog, so nothing falls between the two; the
+			// widget drops a seq it already has.
+			unsubscribe = s.Broker.Subscribe(sessionTopic(sess.ID), cn)
+			sessionID.Store(sess.ID)
+			msgs, err := s.Engine.Messages(ctx, sess.ID, f.Since, 0)
+			if err != nil {
+				return err
+			}
+			cn.sendJSON(gin.H{"type": "welcome", "session": sess, "messages": nonNilMessages(msgs)})
+			s.sendQueueState(ctx, sess)
+			return nil
+		case "message":
+			id := sessionID.Load()
+			if id == 0 {
+				return kefu.Errorf("api.message", kefu.Unauthorized, "say hello with your session id and token first")
+			}
+			if err := s.customerTurn(ctx, cn, id, f); err != nil {
+				cn.sendError(err, map[string]any{"client_id": f.ClientID})
+			}
+			return nil
+		default:
+			return kefu.Errorf("api.customerWS", kefu.Invalid, "unknown frame type %q", f.Type)
+		}
+	})
+}
+
+func (s *Server) customerTurn(ctx context.Context, cn *conn, sessionID int64, f frame) error {
+	ctx, cancel := context.WithTimeout(ctx, s.turnWait)
+	defer cancel()
+	res, err := s.Engine.Turn(ctx, dialog.Inbound{SessionID: sessionID, ClientID: f.ClientID, Text: f.Text})
+	if err != nil {
+		return err
+	}
+	cn.sendJSON(gin.H{"type": "ack", "client_id": f.ClientID, "seq": res.Customer.Seq, "duplicate": res.Duplicate})
+	if res.Duplicate {
+		return nil
+	}
+	topic := sessionTopic(sessionID)
+	s.Broker.Publish(topic, mustJSON(gin.H{"type": "message", "message": res.Customer}))
+	for _, m := range res.Replies {
+		s.Broker.Publish(topic, mustJSON(gin.H{"type": "message", "message": m}))
+	}
+	if res.Session.State == dialog.StateAgent && res.Session.AgentID != 0 {
+		s.Broker.Publish(agentTopic(res.Session.AgentID), mustJSON(gin.H{"type": "message", "message": res.Customer}))
+	}
+	if res.Escalated {
+		s.Queue.Wake()
+		s.sendQueueState(ctx, res.Session)
+	}
+	return nil
+}
+
+// sendQueueState tells the session's connections where they stand in the queue.
+func (s *Server) sendQueueState(ctx context.Context, sess dialog.Session) {
+	f := gin.H{"type": "state", "state": sess.State}
+	if sess.State == dialog.StateQueued {
+		pos, err := s.Queue.Position(ctx, sess.ID)
+		if err == nil {
+			f["position"] = pos
+		}
+	}
+	s.Broker.Publish(sessionTopic(sess.ID), mustJSON(f))
+}

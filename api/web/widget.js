@@ -1,0 +1,154 @@
+// Kefu chat widget: one conversation per browser, kept in localStorage, over a WebSocket that
+// resumes from the last seq it saw and resends unacknowledged messages with their client ids.
+(() => {
+  "use strict";
+  const KEY = "kefu.session";
+  const $ = (id) => document.getElementById(id);
+  const log = $("log"), statusEl = $("status"), banner = $("banner"), quick = $("quick");
+  let sess = JSON.parse(localStorage.getItem(KEY) || "null");
+  // lastSeq is what this page has shown: a new page starts from 0 and gets the whole
+  // conversation; a reconnect asks only for what it missed.
+  let ws = null, backoff = 1000, seen = new Set(), outbox = new Map(), timer = null, lastSeq = 0;
+
+  const save = () => localStorage.setItem(KEY, JSON.stringify(sess));
+  const setStatus = (text, cls) => { statusEl.textContent = text; statusEl.className = "status " + (cls || ""); };
+  const newId = () => (crypto.randomUUID ? crypto.randomUUID() : String(Date.now()) + Math.random().toString(16).slice(2));
+
+  async function createSession() {
+    const res = await fetch("/api/sessions", { method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ channel: "web", language: navigator.language.startsWith("zh") ? "zh" : "en" }) });
+    if (!res.ok) throw new Error("could not start a conversation: " + res.status);
+    const body = await res.json();
+    sess = { id: body.session_id, token: body.token };
+    lastSeq = 0;
+    save();
+  }
+
+  function bubble(m) {
+    const li = document.createElement("li");
+    li.className = "msg " + m.role;
+    if (m.client_id) li.dataset.clientId = m.client_id;
+    if (m.seq) li.dataset.seq = m.seq;
+    if (m.role === "agent" || m.role === "bot") {
+      const who = document.createElement("span");
+      who.className = "who";
+      who.textContent = m.role === "agent" ? "人工客服 Agent" : "智能客服 Bot";
+      li.appendChild(who);
+    }
+    li.appendChild(document.createTextNode(m.text));
+    for (const src of (m.meta && m.meta.sources) || []) {
+      const s = document.createElement("span");
+      s.className = "source";
+      s.textContent = "来源 Source: " + src.title + " (v" + src.version + ")";
+      li.appendChild(s);
+    }
+    return li;
+  }
+
+  function render(m) {
+    if (seen.has(m.seq)) return;
+    seen.add(m.seq);
+    lastSeq = Math.max(lastSeq, m.seq);
+    const pending = m.client_id && log.querySelector('li.pending[data-client-id="' + CSS.escape(m.client_id) + '"]');
+    const li = bubble(m);
+    if (pending) pending.replaceWith(li); else log.appendChild(li);
+    if (m.role === "bot") showQuick((m.meta && m.meta.quick_replies) || []);
+    log.scrollTop = log.scrollHeight;
+  }
+
+  function showQuick(items) {
+    quick.replaceChildren(...items.map((t) => {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = t;
+      b.onclick = () => send(t);
+      return b;
+    }));
+  }
+
+  function showState(f) {
+    if (f.state === "queued") {
+      banner.hidden = false;
+      banner.textContent = "正在排队等待人工客服" + (f.position ? "，前面还有 " + (f.position - 1) + " 位" : "") +
+        " · Waiting for an agent" + (f.position ? " (position " + f.position + ")" : "");
+    } else if (f.state === "agent") {
+      banner.hidden = false;
+      banner.textContent = "人工客服为您服务中 · You are chatting with an agent";
+    } else {
+      banner.hidden = true;
+    }
+  }
+
+  function connect() {
+    clearTimeout(timer);
+    setStatus("connecting…");
+    ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/customer");
+    ws.onopen = () => ws.send(JSON.stringify({ type: "hello", session_id: sess.id, token: sess.token, since: lastSeq }));
+    ws.onmessage = async (ev) => {
+      const f = JSON.parse(ev.data);
+      switch (f.type) {
+        case "welcome":
+          backoff = 1000;
+          setStatus("online", "online");
+          f.messages.forEach(render);
+          showState(f.session);
+          for (const [id, text] of outbox) ws.send(JSON.stringify({ type: "message", client_id: id, text }));
+          break;
+        case "message": render(f.message); break;
+        case "ack": outbox.delete(f.client_id); break;
+        case "state": showState(f); break;
+        case "error":
+          if (f.code === "not_found" && !f.client_id) { // the conversation is gone: start anew
+            localStorage.removeItem(KEY);
+            await createSession();
+            log.replaceChildren(); seen.clear();
+            ws.close();
+            return;
+          }
+          if (f.client_id) {
+            outbox.delete(f.client_id);
+            const li = log.querySelector('li.pending[data-client-id="' + CSS.escape(f.client_id) + '"]');
+            if (li) { li.classList.add("system"); li.textContent = "⚠ " + f.message; }
+          } else {
+            setStatus("⚠ " + f.message);
+          }
+          break;
+      }
+    };
+    ws.onclose = (ev) => {
+      if (ev.code >= 4500) { setStatus("disconnected: " + ev.reason); return; }
+      setStatus("reconnecting in " + Math.round(backoff / 1000) + "s…");
+      timer = setTimeout(connect, backoff);
+      backoff = Math.min(backoff * 2, 30000);
+    };
+  }
+
+  function send(text) {
+    text = text.trim();
+    if (!text) return;
+    const id = newId();
+    outbox.set(id, text);
+    const li = bubble({ role: "customer", text, client_id: id });
+    li.classList.add("pending");
+    log.appendChild(li);
+    log.scrollTop = log.scrollHeight;
+    quick.replaceChildren();
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "message", client_id: id, text }));
+  }
+
+  $("send").addEventListener("submit", (e) => { e.preventDefault(); send($("text").value); $("text").value = ""; });
+  $("reset").addEventListener("click", async (e) => {
+    e.preventDefault();
+    localStorage.removeItem(KEY);
+    location.reload();
+  });
+
+  (async () => {
+    try {
+      if (!sess) await createSession();
+      connect();
+    } catch (err) {
+      setStatus("⚠ " + err.message);
+    }
+  })();
+})();

@@ -1,0 +1,96 @@
+// Drives Kefu's two pages in a real headless Chromium, as a customer and an agent would.
+//
+//   node api/webtest/pages.mjs BASE_URL AGENT_EMAIL AGENT_PASSWORD [SCREENSHOT_DIR]
+//
+// Exits non-zero with a message on the first step that fails.
+import { chromium } from "playwright-core";
+
+const [base, email, password, shots] = process.argv.slice(2);
+if (!base || !email || !password) {
+  console.error("usage: node pages.mjs BASE_URL AGENT_EMAIL AGENT_PASSWORD [SCREENSHOT_DIR]");
+  process.exit(2);
+}
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync"],
+});
+const step = (name) => console.log("step: " + name);
+let failed = false;
+try {
+  const customer = await (await browser.newContext({ locale: "zh-CN" })).newPage();
+  const agent = await (await browser.newContext()).newPage();
+  customer.setDefaultTimeout(10000);
+  agent.setDefaultTimeout(10000);
+
+  step("customer opens the widget and is greeted");
+  await customer.goto(base + "/");
+  await customer.locator(".status.online").waitFor();
+  await customer.locator(".msg.bot").first().waitFor();
+
+  step("customer asks a knowledge question in Chinese and sees the source");
+  await customer.fill("#text", "退款多久到账？");
+  await customer.press("#text", "Enter");
+  await customer.locator(".msg.bot .source", { hasText: "退款时效" }).waitFor();
+
+  step("customer asks in English");
+  await customer.fill("#text", "Which payment methods do you accept?");
+  await customer.click("form#send button");
+  await customer.locator(".msg.bot .source", { hasText: "Payment methods" }).waitFor();
+
+  step("agent logs in");
+  await agent.goto(base + "/agent");
+  await agent.fill("#email", email);
+  await agent.fill("#password", password);
+  await agent.click("#login button");
+  await agent.locator("#desk:not([hidden])").waitFor();
+
+  step("customer asks for a person and waits in the queue");
+  await customer.fill("#text", "转人工");
+  await customer.press("#text", "Enter");
+  await customer.locator("#banner", { hasText: "人工客服" }).waitFor();
+
+  step("agent receives the conversation with its transcript and the bot's context");
+  await agent.locator("#sessions li").first().waitFor();
+  await agent.locator("#log .msg.customer", { hasText: "退款多久到账" }).waitFor();
+  await agent.locator("#log .msg .meta", { hasText: "intent" }).first().waitFor();
+  await agent.locator("#log .msg .source").first().waitFor();
+  await agent.locator("#reason", { hasText: "customer asked" }).waitFor();
+
+  step("agent replies and the customer sees it");
+  await agent.fill("#text", "您好，我是人工客服，请问有什么可以帮您？");
+  await agent.press("#text", "Enter");
+  await customer.locator(".msg.agent", { hasText: "我是人工客服" }).waitFor();
+
+  step("the customer writes; the agent sees it and the bot stays silent");
+  const botsBefore = await customer.locator(".msg.bot").count();
+  await customer.fill("#text", "我的订单还没发货");
+  await customer.press("#text", "Enter");
+  await agent.locator("#log .msg.customer", { hasText: "还没发货" }).waitFor();
+  await customer.waitForTimeout(1000);
+  if ((await customer.locator(".msg.bot").count()) !== botsBefore) throw new Error("the bot spoke while an agent owned the conversation");
+  if (shots) {
+    await customer.screenshot({ path: shots + "/customer.png" });
+    await agent.screenshot({ path: shots + "/agent.png" });
+  }
+
+  step("agent closes; the customer is told and the bot is back");
+  await agent.click("#close");
+  await agent.locator("#empty:not([hidden])").waitFor();
+  await customer.locator(".msg.system", { hasText: "结束" }).waitFor();
+  await customer.fill("#text", "谢谢");
+  await customer.press("#text", "Enter");
+  await customer.locator(".msg.bot", { hasText: "不客气" }).waitFor();
+
+  step("a reload resumes the same conversation");
+  await customer.reload();
+  await customer.locator(".msg.agent", { hasText: "我是人工客服" }).waitFor();
+  console.log("ok: all steps passed");
+} catch (err) {
+  failed = true;
+  console.error("FAILED: " + err.message);
+} finally {
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);

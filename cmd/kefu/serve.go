@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/jackc/pgx/v5/pgxpool"
+	pgxvec "github.com/pgvector/pgvector-go/pgx"
+
+	"github.com/kefu-dev/kefu/api"
+	"github.com/kefu-dev/kefu/dialog"
+	"github.com/kefu-dev/kefu/handoff"
+	"github.com/kefu-dev/kefu/internal/localpg"
+	"github.com/kefu-dev/kefu/internal/migrate"
+	"github.com/kefu-dev/kefu/nlu"
+	"github.com/kefu-dev/kefu/retrieval"
+)
+
+// DemoAgentEmail is the demo agent's login.
+const DemoAgentEmail = "agent@kefu.local"
+
+// sources are the migrations of every part, in order.
+func sources() []migrate.Source {
+	return []migrate.Source{retrieval.Migrations(), handoff.Migrations(), dialog.Migrations()}
+}
+
+// Main is a running Kefu: built from a Config by Run, stopped by Close. Tests use it on
+// 127.0.0.1:0 as the binary does on :8080.
+type Main struct {
+	Config Config
+	Log    *slog.Logger
+
+	URL     string // where the server listens, once Run returns
+	cluster *localpg.Cluster
+	pool    *pgxpool.Pool
+	model   *nlu.Classifier
+	server  *api.Server
+	http    *http.Server
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	once    sync.Once
+}
+
+func serveCmd(ctx context.Context, args []string, log *slog.Logger) error {
+	m := &Main{Log: log}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	m.Config.bindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := m.Run(ctx); err != nil {
+		m.Close()
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "\n  Kefu is running.\n  Customer chat:  %s/\n  Agent console:  %s/agent", m.URL, m.URL)
+	if m.Config.Demo {
+		fmt.Fprintf(os.Stderr, "   (demo login: %s / %s)", DemoAgentEmail, m.Config.DemoPassword)
+	}
+	fmt.Fprintf(os.Stderr, "\n  Stop with Ctrl-C.\n\n")
+	<-ctx.Done()
+	log.Info("shutting down")
+	return m.Close()
+}
+
+// Run opens the database (starting the private cluster when no URL is given), migrates,
+// loads the model, seeds the demo data, and starts serving. It returns once the server
+// listens.
+func (m *Main) Run(ctx context.Context) error {
+	gin.SetMode(gin.ReleaseMode)
+	cfg := m.Config
+	if cfg.DatabaseURL == "" {
+		c, err := localpg.New(cfg.PGDir, m.Log)
+		if err != nil {
+			return err
+		}
+		if err := c.Start(ctx); err != nil {
+			return err
+		}
+		m.cluster = c
+		if err := c.EnsureDatabase(ctx, "kefu"); err != nil {
+			return err
+		}
+		cfg.DatabaseURL = c.URL("kefu")
+	}
+	pool, err := openPool(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	m.pool = pool
+	if err := migrate.Up(ctx, pool, sources()...); err != nil {
+		return err
+	}
+
+	ort := cfg.ORTLib
+	if ort == "" {
+		ort = nlu.FindRuntime()
+	}
+	if err := nlu.InitRuntime(ort); err != nil {
+		return err
+	}
+	modelDir, err := findDir(cfg.ModelDir)
+	if err != nil {
+		return err
+	}
+	if m.model, err = nlu.Load(modelDir); err != nil {
+		return err
+	}
+	m.Log.Info("intent model loaded", "dir", modelDir, "version", m.model.Meta().Version, "intents", len(m.model.Labels()))
+
+	kb := retrieval.NewStore(pool, m.model, cfg.KBThreshold, m.Log)
+	queue := handoff.NewQueue(pool, m.Log)
+	agents := handoff.NewAgents(pool, m.Log)
+	engine := dialog.NewEngine(pool, m.model, kb, queue, dialog.Config{EscalateAfter: cfg.EscalateAfter}, m.Log)
+	if cfg.Demo {
+		if err := m.seedDemo(ctx, kb, agents); err != nil {
+			return err
+		}
+	}
+	if _, err := kb.EmbedMissing(ctx); err != nil { // a new model re-embeds the knowledge base
+		return err
+	}
+
+	m.server = api.New(api.Deps{Pool: pool, Engine: engine, Queue: queue, Agents: agents, Log: m.Log})
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
+	}
+	m.URL = "http://" + displayAddr(ln.Addr())
+	m.http = &http.Server{Handler: m.server.Handler(), ReadHeaderTimeout: 10 * time.Second}
+
+	loops, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.cancel = cancel
+	m.wg.Go(func() {
+		if err := m.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.Log.Error("http server stopped", "err", err)
+		}
+	})
+	m.wg.Go(func() { queue.Run(loops, cfg.RouteInterval, engine.Assigned, m.server.OnAssigned) })
+	m.Log.Info("listening", "url", m.URL)
+	return nil
+}
+
+func (m *Main) seedDemo(ctx context.Context, kb *retrieval.Store, agents *handoff.Agents) error {
+	seeded, err := kb.SeedDemo(ctx)
+	if err != nil {
+		return err
+	}
+	if seeded {
+		n, _ := kb.Count(ctx)
+		m.Log.Info("demo knowledge base seeded", "entries", n)
+	}
+	if n, err := agents.Count(ctx); err != nil || n > 0 {
+		return err
+	}
+	_, err = agents.Create(ctx, handoff.Agent{Email: DemoAgentEmail, Name: "Demo Agent 演示客服", MaxChats: 5}, m.Config.DemoPassword)
+	if err == nil {
+		m.Log.Info("demo agent created", "email", DemoAgentEmail)
+	}
+	return err
+}
+
+// Close stops the server (telling WebSocket clients to reconnect), the router, the pool and,
+// last, the private PostgreSQL cluster. It is safe to call more than once.
+func (m *Main) Close() error {
+	var err error
+	m.once.Do(func() {
+		if m.server != nil {
+			m.server.Shutdown()
+		}
+		if m.http != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			err = m.http.Shutdown(ctx)
+			cancel()
+		}
+		if m.cancel != nil {
+			m.cancel()
+		}
+		m.wg.Wait()
+		if m.pool != nil {
+			m.pool.Close()
+		}
+		if m.model != nil {
+			_ = m.model.Close()
+		}
+		if m.cluster != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			if e := m.cluster.Stop(ctx); e != nil && err == nil {
+				err = e
+			}
+			cancel()
+		}
+	})
+	return err
+}
+
+func openPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("database url: %w", err)
+	}
+	cfg.AfterConnect = pgxvec.RegisterTypes
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	return pool, nil
+}
+
+// findDir resolves a relative folder against the working folder, then against the folder
+// above the binary (bin/kefu → the repository).
+func findDir(dir string) (string, error) {
+	if filepath.IsAbs(dir) {
+		return dir, nil
+	}
+	if _, err := os.Stat(dir); err == nil {
+		return dir, nil
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(filepath.Dir(exe)), dir)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("model folder %s not found (run from the repository or set KEFU_MODEL_DIR)", dir)
+}
+
+func displayAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if ok && (tcp.IP == nil || tcp.IP.IsUnspecified()) {
+		return fmt.Sprintf("localhost:%d", tcp.Port)
+	}
+	return a.String()
+}
