@@ -3,14 +3,21 @@ package nlu
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
+	"strings"
+	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/kefu-dev/kefu"
 )
 
 // OutOfScope is the intent of a message that fits no intent.
@@ -28,6 +35,9 @@ type Meta struct {
 	OutOfScope  string  `json:"out_of_scope"`
 	Lowercase   *bool   `json:"lowercase,omitempty"` // default true
 	NFKC        *bool   `json:"nfkc,omitempty"`      // default true
+	// NgramBuckets is the number of hashed character n-gram ids the model's ngram_ids input
+	// takes (0: the model has no such input).
+	NgramBuckets int `json:"ngram_buckets,omitempty"`
 }
 
 // Scored is an intent and its calibrated probability.
@@ -50,15 +60,94 @@ type Result struct {
 type Classifier struct {
 	meta    Meta
 	tok     *Tokenizer
-	labels  []string
+	labels  []string // nil when the model has no classification head
 	session *ort.DynamicAdvancedSession
+	feeds   []feed // what each of the session's inputs gets, in order
+	logits  int    // index of the logits output, -1 when there is none
+	embed   int    // index of the output the sentence embedding comes from, -1 when none
+	pooling pooling
 	dim     int
 	slots   chan struct{} // bounds concurrent runs to the number of cores
+
+	queue     chan classifyRequest // Understand's requests, gathered into micro-batches
+	stop      chan struct{}
+	workers   sync.WaitGroup
+	closeOnce sync.Once
 }
 
-// Load opens a model folder written by training/: model.onnx, vocab.txt, labels.json,
-// model.json. InitRuntime must have been called.
+// feed is what nlu puts in one model input.
+type feed int
+
+const (
+	feedIDs    feed = iota // input_ids: token ids, padded with [PAD]
+	feedMask               // attention_mask: 1 for tokens, 0 for padding
+	feedZeros              // token_type_ids: one segment
+	feedNgrams             // ngram_ids: hashed character n-grams (Tokenizer.NGrams), padded with 0
+)
+
+// feedFor says what nlu puts in the model input called name, if it knows the name.
+func feedFor(name string) (feed, bool) {
+	switch name {
+	case "input_ids":
+		return feedIDs, true
+	case "attention_mask":
+		return feedMask, true
+	case "token_type_ids":
+		return feedZeros, true
+	case "ngram_ids":
+		return feedNgrams, true
+	}
+	return 0, false
+}
+
+// pooling is how an output becomes one L2-normalised vector per text.
+type pooling int
+
+const (
+	poolNone pooling = iota
+	poolAsIs         // embedding: Kefu's models normalise it themselves
+	poolUnit         // pooler_output: normalised here
+	poolMean         // last_hidden_state: mean over the attention mask, then normalised
+)
+
+// Load opens a model folder. It reads two layouts. A folder with model.json is Kefu's own,
+// written by training/: model.json, labels.json, vocab.txt and model.onnx with the outputs
+// logits and embedding. A folder with config.json is a Hugging Face BERT export:
+//
+//   - config.json: id2label (or label2id) names the logits columns in id order; vocab_size,
+//     hidden_size and max_position_embeddings are checked against the other files;
+//   - vocab.txt: the WordPiece vocabulary;
+//   - tokenizer_config.json (optional): do_lower_case (default true) and model_max_length;
+//     Hugging Face's BERT tokenizer applies no NFKC, so neither does nlu for these folders;
+//   - kefu.json (optional): temperature (default 1), threshold (default 0) and version
+//     (default "hf:" and the folder's name);
+//   - model.onnx: int64 inputs input_ids, attention_mask and optionally token_type_ids (fed
+//     zeros); float32 outputs logits for a classifier, and last_hidden_state (mean-pooled over
+//     the attention mask) or pooler_output for embeddings. An encoder without logits loads and
+//     embeds, and its Understand fails with kefu.Invalid.
+//
+// Messages are cut at min(model_max_length, max_position_embeddings, 128) tokens.
+//
+// InitRuntime must have been called. Load runs the model once, so that a model that does not
+// fit its files fails here rather than on a customer's message. Every error names the file at
+// fault; a missing file is kefu.NotFound, a file nlu cannot use kefu.Invalid.
 func Load(dir string) (*Classifier, error) {
+	switch {
+	case isFile(filepath.Join(dir, "model.json")):
+		return loadKefu(dir)
+	case isFile(filepath.Join(dir, "config.json")):
+		return loadHF(dir)
+	}
+	if st, err := os.Stat(dir); err != nil {
+		return nil, loadError(kefu.NotFound, err, "model folder %s cannot be read", dir)
+	} else if !st.IsDir() {
+		return nil, loadError(kefu.Invalid, nil, "model folder %s is not a folder", dir)
+	}
+	return nil, loadError(kefu.NotFound, nil, "model folder %s has neither model.json (a model trained by training/) nor config.json (a Hugging Face export)", dir)
+}
+
+// loadKefu opens a folder written by training/.
+func loadKefu(dir string) (*Classifier, error) {
 	var meta Meta
 	if err := readJSON(filepath.Join(dir, "model.json"), &meta); err != nil {
 		return nil, err
@@ -69,83 +158,314 @@ func Load(dir string) (*Classifier, error) {
 	if meta.Temperature <= 0 {
 		meta.Temperature = 1
 	}
+	labelsPath := filepath.Join(dir, "labels.json")
 	var labels []string
-	if err := readJSON(filepath.Join(dir, "labels.json"), &labels); err != nil {
+	if err := readJSON(labelsPath, &labels); err != nil {
 		return nil, err
 	}
-	tok, err := LoadVocab(filepath.Join(dir, "vocab.txt"), meta.Lowercase == nil || *meta.Lowercase, meta.NFKC == nil || *meta.NFKC)
+	if len(labels) == 0 {
+		return nil, loadError(kefu.Invalid, nil, "%s lists no labels", labelsPath)
+	}
+	tok, err := loadVocab(filepath.Join(dir, "vocab.txt"), meta.Lowercase == nil || *meta.Lowercase, meta.NFKC == nil || *meta.NFKC)
 	if err != nil {
 		return nil, err
 	}
-	path := filepath.Join(dir, "model.onnx")
-	_, outs, err := ort.GetInputOutputInfo(path)
+	c, err := open(filepath.Join(dir, "model.onnx"), meta, tok, labels, labelsPath, filepath.Join(dir, "model.json"))
 	if err != nil {
-		return nil, fmt.Errorf("nlu: %s: %w", path, err)
+		return nil, err
 	}
-	c := &Classifier{meta: meta, tok: tok, labels: labels, slots: make(chan struct{}, runtime.NumCPU())}
-	for _, o := range outs {
-		switch o.Name {
-		case "logits":
-			if d := o.Dimensions; len(d) != 2 || d[1] != int64(len(labels)) {
-				return nil, fmt.Errorf("nlu: %s: logits %v do not match %d labels", path, d, len(labels))
-			}
-		case "embedding":
-			if len(o.Dimensions) == 2 {
-				c.dim = int(o.Dimensions[1])
-			}
-		}
-	}
-	if c.dim <= 0 {
-		return nil, fmt.Errorf("nlu: %s has no embedding output", path)
-	}
-	opts, err := ort.NewSessionOptions()
-	if err != nil {
-		return nil, fmt.Errorf("nlu: %w", err)
-	}
-	defer opts.Destroy()
-	_ = opts.SetIntraOpNumThreads(1) // parallelism comes from concurrent runs
-	_ = opts.SetInterOpNumThreads(1)
-	c.session, err = ort.NewDynamicAdvancedSession(path, []string{"input_ids", "attention_mask"}, []string{"logits", "embedding"}, opts)
-	if err != nil {
-		return nil, fmt.Errorf("nlu: %s: %w", path, err)
+	// training/ always exports both heads: a missing one means a broken export.
+	if c.logits < 0 || c.pooling != poolAsIs {
+		c.Close()
+		return nil, loadError(kefu.Invalid, nil, "%s: a model trained by training/ has the outputs logits and embedding", filepath.Join(dir, "model.onnx"))
 	}
 	return c, nil
 }
 
-func readJSON(path string, v any) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("nlu: %w", err)
+// open inspects model.onnx, matches its inputs and outputs to what nlu feeds and reads, opens
+// the session and runs it once so that a model that does not fit its files fails here rather
+// than on a customer's message. labelsFrom and metaFrom name the files labels and
+// meta.Hidden come from, for errors.
+func open(path string, meta Meta, tok *Tokenizer, labels []string, labelsFrom, metaFrom string) (*Classifier, error) {
+	if err := requireFile(path, "export the model to ONNX into this folder (optimum-cli export onnx writes model.onnx)"); err != nil {
+		return nil, err
 	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("nlu: %s: %w", path, err)
+	ins, outs, err := ort.GetInputOutputInfo(path)
+	if err != nil {
+		return nil, loadError(kefu.Invalid, err, "%s cannot be read by ONNX Runtime", path)
+	}
+	c := &Classifier{meta: meta, tok: tok, logits: -1, embed: -1, slots: make(chan struct{}, runtime.NumCPU())}
+
+	var inNames, unknown []string
+	seen := map[feed]bool{}
+	for _, in := range ins {
+		f, ok := feedFor(in.Name)
+		if !ok {
+			unknown = append(unknown, in.Name)
+			continue
+		}
+		if in.DataType != ort.TensorElementDataTypeInt64 || len(in.Dimensions) != 2 {
+			return nil, loadError(kefu.Invalid, nil, "%s: input %s is %s %v, want int64 [batch, sequence]", path, in.Name, in.DataType, in.Dimensions)
+		}
+		if f == feedNgrams && c.meta.NgramBuckets <= 0 {
+			return nil, loadError(kefu.Invalid, nil, "%s has an ngram_ids input but its metadata gives no ngram_buckets", path)
+		}
+		inNames = append(inNames, in.Name)
+		c.feeds = append(c.feeds, f)
+		seen[f] = true
+	}
+	switch {
+	case !seen[feedIDs]:
+		return nil, loadError(kefu.Invalid, nil, "%s has no input_ids input (its inputs: %s)", path, names(ins))
+	case !seen[feedMask]:
+		return nil, loadError(kefu.Invalid, nil, "%s has no attention_mask input (its inputs: %s)", path, names(ins))
+	case len(unknown) > 0:
+		return nil, loadError(kefu.Invalid, nil, "%s: nlu fills input_ids, attention_mask and token_type_ids, not %s", path, strings.Join(unknown, ", "))
+	}
+
+	byName := map[string]ort.InputOutputInfo{}
+	for _, o := range outs {
+		byName[o.Name] = o
+	}
+	var outNames []string
+	wantFloat := func(o ort.InputOutputInfo, rank int, shape string) error {
+		if o.DataType != ort.TensorElementDataTypeFloat || len(o.Dimensions) != rank {
+			return loadError(kefu.Invalid, nil, "%s: output %s is %s %v, want float32 %s", path, o.Name, o.DataType, o.Dimensions, shape)
+		}
+		return nil
+	}
+	if o, ok := byName["logits"]; ok {
+		if err := wantFloat(o, 2, "[batch, labels]"); err != nil {
+			return nil, err
+		}
+		if len(labels) == 0 {
+			return nil, loadError(kefu.Invalid, nil, "%s gives no labels for the logits of %s", labelsFrom, path)
+		}
+		if w := o.Dimensions[1]; w > 0 && w != int64(len(labels)) {
+			return nil, loadError(kefu.Invalid, nil, "%s: logits have %d columns but %s has %d labels", path, w, labelsFrom, len(labels))
+		}
+		c.logits, c.labels = len(outNames), labels
+		outNames = append(outNames, o.Name)
+	}
+	// The sentence embedding comes from the first of these outputs the model has.
+	for _, e := range []struct {
+		name string
+		pool pooling
+	}{{"embedding", poolAsIs}, {"last_hidden_state", poolMean}, {"pooler_output", poolUnit}} {
+		o, ok := byName[e.name]
+		if !ok {
+			continue
+		}
+		rank, shape := 2, "[batch, hidden]"
+		if e.pool == poolMean {
+			rank, shape = 3, "[batch, sequence, hidden]"
+		}
+		if err := wantFloat(o, rank, shape); err != nil {
+			return nil, err
+		}
+		c.embed, c.pooling, c.dim = len(outNames), e.pool, int(o.Dimensions[rank-1]) // -1 when dynamic: the probe finds it
+		outNames = append(outNames, o.Name)
+		break
+	}
+	if len(outNames) == 0 {
+		return nil, loadError(kefu.Invalid, nil, "%s has none of the outputs nlu reads: logits, embedding, last_hidden_state, pooler_output (its outputs: %s)", path, names(outs))
+	}
+
+	opts, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, loadError(kefu.Internal, err, "ONNX Runtime session options")
+	}
+	defer opts.Destroy()
+	_ = opts.SetIntraOpNumThreads(1) // parallelism comes from concurrent runs
+	_ = opts.SetInterOpNumThreads(1)
+	c.session, err = ort.NewDynamicAdvancedSession(path, inNames, outNames, opts)
+	if err != nil {
+		return nil, loadError(kefu.Invalid, err, "%s cannot be opened by ONNX Runtime", path)
+	}
+	if err := c.probe(path, labelsFrom, metaFrom); err != nil {
+		c.session.Destroy()
+		return nil, err
+	}
+	if c.meta.Hidden <= 0 {
+		c.meta.Hidden = c.dim
+	}
+	c.startBatching()
+	return c, nil
+}
+
+// probe runs the model on [CLS] [SEP], letting ONNX Runtime allocate the outputs, and checks
+// their shapes. Then it runs [CLS] <the last piece of vocab.txt> [SEP]: a vocabulary larger than
+// the model's embedding table fails there.
+func (c *Classifier) probe(path, labelsFrom, metaFrom string) error {
+	outs, err := c.runAllocated([]int64{c.tok.cls, c.tok.sep})
+	defer destroy(outs)
+	if err != nil {
+		return loadError(kefu.Invalid, err, "%s fails on a test input", path)
+	}
+	shapeOf := func(i int) (ort.Shape, error) {
+		t, ok := outs[i].(*ort.Tensor[float32])
+		if !ok {
+			return nil, loadError(kefu.Invalid, nil, "%s: output %d is not a float32 tensor", path, i)
+		}
+		return t.GetShape(), nil
+	}
+	if c.logits >= 0 {
+		s, err := shapeOf(c.logits)
+		if err != nil {
+			return err
+		}
+		if len(s) != 2 || s[0] != 1 || s[1] != int64(len(c.labels)) {
+			return loadError(kefu.Invalid, nil, "%s: logits for one text have shape %v, want [1 %d] for the %d labels of %s", path, s, len(c.labels), len(c.labels), labelsFrom)
+		}
+	}
+	if c.embed >= 0 {
+		s, err := shapeOf(c.embed)
+		if err != nil {
+			return err
+		}
+		prefix := ort.Shape{1} // [batch, hidden]
+		if c.pooling == poolMean {
+			prefix = ort.Shape{1, 2} // [batch, sequence, hidden]
+		}
+		if len(s) != len(prefix)+1 || !slices.Equal(s[:len(prefix)], prefix) || s[len(prefix)] <= 0 {
+			return loadError(kefu.Invalid, nil, "%s: the embedding output for one text of 2 tokens has shape %v", path, s)
+		}
+		c.dim = int(s[len(prefix)])
+		if h := c.meta.Hidden; h > 0 && h != c.dim {
+			return loadError(kefu.Invalid, nil, "%s: embeddings have %d dimensions but %s says the hidden size is %d", path, c.dim, metaFrom, h)
+		}
+	}
+	last := int64(c.tok.VocabSize() - 1)
+	outs2, err := c.runAllocated([]int64{c.tok.cls, last, c.tok.sep})
+	destroy(outs2)
+	if err != nil {
+		return loadError(kefu.Invalid, err, "%s fails on the last piece of vocab.txt (id %d): the vocabulary is larger than the model's embedding table", path, last)
 	}
 	return nil
 }
 
+// runAllocated runs the model on one sequence and lets ONNX Runtime allocate the outputs,
+// which the caller destroys, also after an error.
+func (c *Classifier) runAllocated(seq []int64) ([]ort.Value, error) {
+	var grams [][]int64
+	if c.meta.NgramBuckets > 0 {
+		grams = [][]int64{{int64(c.meta.NgramBuckets)}} // the largest id: checks the table's size
+	}
+	in, _, err := c.inputs([][]int64{seq}, grams)
+	if err != nil {
+		return nil, err
+	}
+	defer destroy(in)
+	outs := make([]ort.Value, max(c.logits, c.embed)+1)
+	return outs, c.session.Run(in, outs)
+}
+
+// loadError is a start-up error: message says which file is at fault and how.
+func loadError(code kefu.Code, err error, format string, args ...any) error {
+	return &kefu.Error{Op: "nlu.Load", Code: code, Message: fmt.Sprintf(format, args...), Err: err}
+}
+
+// requireFile fails with kefu.NotFound and hint when path is not a file.
+func requireFile(path, hint string) error {
+	st, err := os.Stat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return loadError(kefu.NotFound, nil, "%s is missing: %s", path, hint)
+	case err != nil:
+		return loadError(kefu.Invalid, err, "%s cannot be read", path)
+	case st.IsDir():
+		return loadError(kefu.Invalid, nil, "%s is a folder, not a file", path)
+	}
+	return nil
+}
+
+func isFile(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && !st.IsDir()
+}
+
+// readFile reads a file of a model folder, with start-up errors.
+func readFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, loadError(kefu.NotFound, nil, "%s is missing", path)
+	}
+	if err != nil {
+		return nil, loadError(kefu.Invalid, err, "%s cannot be read", path)
+	}
+	return b, nil
+}
+
+func readJSON(path string, v any) error {
+	b, err := readFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return loadError(kefu.Invalid, err, "%s is not valid", path)
+	}
+	return nil
+}
+
+// loadVocab is LoadVocab with start-up errors.
+func loadVocab(path string, lowercase, nfkc bool) (*Tokenizer, error) {
+	if err := requireFile(path, "nlu needs the model's BERT WordPiece vocabulary (one piece a line)"); err != nil {
+		return nil, err
+	}
+	tok, err := LoadVocab(path, lowercase, nfkc)
+	if err != nil {
+		return nil, loadError(kefu.Invalid, err, "%s is not a usable BERT vocabulary", path)
+	}
+	return tok, nil
+}
+
+func names(infos []ort.InputOutputInfo) string {
+	var s []string
+	for _, i := range infos {
+		s = append(s, i.Name)
+	}
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ", ")
+}
+
 // Close releases the ONNX session.
-func (c *Classifier) Close() error { return c.session.Destroy() }
+// Close stops the micro-batching workers and releases the ONNX session. Calls after the first
+// do nothing.
+func (c *Classifier) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		close(c.stop)
+		c.workers.Wait()
+		err = c.session.Destroy()
+	})
+	return err
+}
 
 // Meta describes the loaded model.
 func (c *Classifier) Meta() Meta { return c.meta }
 
-// Labels are the intents the model knows.
+// Labels are the intents the model knows; none when it has no classification head.
 func (c *Classifier) Labels() []string { return c.labels }
 
-// Dim is the length of the sentence embedding.
+// Dim is the length of the sentence embedding; 0 when the model gives none.
 func (c *Classifier) Dim() int { return c.dim }
 
 // Tokenizer is the model's tokenizer.
 func (c *Classifier) Tokenizer() *Tokenizer { return c.tok }
 
 // Understand ranks the intents of text, decides whether it is out of scope and detects its
-// language.
+// language. It fails with kefu.Invalid when the model has no classification head.
 func (c *Classifier) Understand(ctx context.Context, text string) (Result, error) {
-	logits, _, err := c.run(ctx, []string{text})
+	if c.logits < 0 {
+		return Result{}, kefu.Errorf("nlu.Understand", kefu.Invalid, "model %s has no classification head (no logits output): it can embed text but not classify intents", c.meta.Version)
+	}
+	logits, err := c.classify(ctx, text)
 	if err != nil {
 		return Result{}, err
 	}
-	probs := softmax(logits[0], c.meta.Temperature)
+	probs := softmax(logits, c.meta.Temperature)
 	order := make([]int, len(probs))
 	for i := range order {
 		order[i] = i
@@ -163,8 +483,12 @@ func (c *Classifier) Understand(ctx context.Context, text string) (Result, error
 	return res, nil
 }
 
-// Embed returns the L2-normalised sentence embedding of each text.
+// Embed returns the L2-normalised sentence embedding of each text. It fails with kefu.Invalid
+// when the model gives no embedding.
 func (c *Classifier) Embed(ctx context.Context, texts []string) ([][]float32, error) {
+	if c.embed < 0 {
+		return nil, kefu.Errorf("nlu.Embed", kefu.Invalid, "model %s has no sentence embedding output (embedding, last_hidden_state or pooler_output)", c.meta.Version)
+	}
 	var out [][]float32
 	for i := 0; i < len(texts); i += 32 {
 		_, emb, err := c.run(ctx, texts[i:min(i+32, len(texts))])
@@ -182,6 +506,8 @@ func (c *Classifier) Dimensions() int { return c.dim }
 // EmbedderID names the embedding space: vectors from different ids do not mix.
 func (c *Classifier) EmbedderID() string { return "onnx:" + c.meta.Version }
 
+// run returns the logits (nil without a classification head) and the sentence embeddings (nil
+// without an embedding output) of texts.
 func (c *Classifier) run(ctx context.Context, texts []string) (logits [][]float32, emb [][]float32, err error) {
 	select {
 	case c.slots <- struct{}{}:
@@ -190,51 +516,153 @@ func (c *Classifier) run(ctx context.Context, texts []string) (logits [][]float3
 		return nil, nil, ctx.Err()
 	}
 	seqs := make([][]int64, len(texts))
-	width := 0
 	for i, t := range texts {
 		seqs[i] = c.tok.Encode(t, c.meta.MaxLen)
-		width = max(width, len(seqs[i]))
 	}
+	var grams [][]int64
+	if c.meta.NgramBuckets > 0 {
+		grams = make([][]int64, len(texts))
+		for i, t := range texts {
+			grams[i] = c.tok.NGrams(t, c.meta.NgramBuckets)
+		}
+	}
+	in, width, err := c.inputs(seqs, grams)
+	if err != nil {
+		return nil, nil, fmt.Errorf("nlu: %w", err)
+	}
+	defer destroy(in)
 	n := len(texts)
+	outs := make([]ort.Value, max(c.logits, c.embed)+1)
+	defer destroy(outs)
+	if c.logits >= 0 {
+		if outs[c.logits], err = ort.NewEmptyTensor[float32](ort.NewShape(int64(n), int64(len(c.labels)))); err != nil {
+			return nil, nil, fmt.Errorf("nlu: %w", err)
+		}
+	}
+	if c.embed >= 0 {
+		shape := ort.NewShape(int64(n), int64(c.dim))
+		if c.pooling == poolMean {
+			shape = ort.NewShape(int64(n), int64(width), int64(c.dim))
+		}
+		if outs[c.embed], err = ort.NewEmptyTensor[float32](shape); err != nil {
+			return nil, nil, fmt.Errorf("nlu: %w", err)
+		}
+	}
+	if err := c.session.Run(in, outs); err != nil {
+		return nil, nil, fmt.Errorf("nlu: run: %w", err)
+	}
+	if c.logits >= 0 {
+		ld := outs[c.logits].(*ort.Tensor[float32]).GetData()
+		logits = make([][]float32, n)
+		for i := range n {
+			logits[i] = append([]float32(nil), ld[i*len(c.labels):(i+1)*len(c.labels)]...)
+		}
+	}
+	if c.embed >= 0 {
+		emb = c.pool(outs[c.embed].(*ort.Tensor[float32]).GetData(), seqs, width)
+	}
+	return logits, emb, nil
+}
+
+// inputs makes the model's input tensors for seqs, padded to the longest, and returns that
+// length. The caller destroys the tensors.
+func (c *Classifier) inputs(seqs, grams [][]int64) (in []ort.Value, width int, err error) {
+	for _, s := range seqs {
+		width = max(width, len(s))
+	}
+	n := len(seqs)
 	ids := make([]int64, n*width)
 	mask := make([]int64, n*width)
 	for i, s := range seqs {
-		for j, id := range s {
-			ids[i*width+j] = id
-			mask[i*width+j] = 1
+		for j := range width {
+			if j < len(s) {
+				ids[i*width+j], mask[i*width+j] = s[j], 1
+			} else {
+				ids[i*width+j] = c.tok.pad
+			}
 		}
 	}
 	shape := ort.NewShape(int64(n), int64(width))
-	idsT, err := ort.NewTensor(shape, ids)
-	if err != nil {
-		return nil, nil, fmt.Errorf("nlu: %w", err)
+	for _, f := range c.feeds {
+		data, sh := ids, shape
+		switch f {
+		case feedMask:
+			data = mask
+		case feedZeros:
+			data = make([]int64, n*width)
+		case feedNgrams:
+			data, sh = padGrams(grams, n)
+		}
+		t, err := ort.NewTensor(sh, data)
+		if err != nil {
+			destroy(in)
+			return nil, 0, err
+		}
+		in = append(in, t)
 	}
-	defer idsT.Destroy()
-	maskT, err := ort.NewTensor(shape, mask)
-	if err != nil {
-		return nil, nil, fmt.Errorf("nlu: %w", err)
+	return in, width, nil
+}
+
+// padGrams lays out n-gram ids as an n × longest matrix padded with 0 (at least one column).
+func padGrams(grams [][]int64, n int) ([]int64, ort.Shape) {
+	width := 1
+	for _, g := range grams {
+		width = max(width, len(g))
 	}
-	defer maskT.Destroy()
-	logT, err := ort.NewEmptyTensor[float32](ort.NewShape(int64(n), int64(len(c.labels))))
-	if err != nil {
-		return nil, nil, fmt.Errorf("nlu: %w", err)
+	data := make([]int64, n*width)
+	for i, g := range grams {
+		copy(data[i*width:], g)
 	}
-	defer logT.Destroy()
-	embT, err := ort.NewEmptyTensor[float32](ort.NewShape(int64(n), int64(c.dim)))
-	if err != nil {
-		return nil, nil, fmt.Errorf("nlu: %w", err)
+	return data, ort.NewShape(int64(n), int64(width))
+}
+
+// pool turns the embedding output into one unit vector per sequence.
+func (c *Classifier) pool(data []float32, seqs [][]int64, width int) [][]float32 {
+	out := make([][]float32, len(seqs))
+	for i, s := range seqs {
+		switch c.pooling {
+		case poolAsIs:
+			out[i] = append([]float32(nil), data[i*c.dim:(i+1)*c.dim]...)
+		case poolUnit:
+			out[i] = unit(data[i*c.dim : (i+1)*c.dim])
+		case poolMean:
+			// The first len(s) positions are the tokens; the rest are padding, masked out.
+			sum := make([]float32, c.dim)
+			for j := range len(s) {
+				row := data[(i*width+j)*c.dim : (i*width+j+1)*c.dim]
+				for k, x := range row {
+					sum[k] += x
+				}
+			}
+			out[i] = unit(sum) // the sum points where the mean does
+		}
 	}
-	defer embT.Destroy()
-	if err := c.session.Run([]ort.Value{idsT, maskT}, []ort.Value{logT, embT}); err != nil {
-		return nil, nil, fmt.Errorf("nlu: run: %w", err)
+	return out
+}
+
+// unit returns v scaled to length 1; a zero vector stays zero.
+func unit(v []float32) []float32 {
+	var norm float64
+	for _, x := range v {
+		norm += float64(x) * float64(x)
 	}
-	ld, ed := logT.GetData(), embT.GetData()
-	logits, emb = make([][]float32, n), make([][]float32, n)
-	for i := range n {
-		logits[i] = append([]float32(nil), ld[i*len(c.labels):(i+1)*len(c.labels)]...)
-		emb[i] = append([]float32(nil), ed[i*c.dim:(i+1)*c.dim]...)
+	out := make([]float32, len(v))
+	if norm == 0 {
+		return out
 	}
-	return logits, emb, nil
+	scale := 1 / math.Sqrt(norm)
+	for k, x := range v {
+		out[k] = float32(float64(x) * scale)
+	}
+	return out
+}
+
+func destroy(vals []ort.Value) {
+	for _, v := range vals {
+		if v != nil {
+			v.Destroy()
+		}
+	}
 }
 
 func softmax(logits []float32, temperature float64) []float64 {

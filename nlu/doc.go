@@ -3,7 +3,9 @@
 // also turns text into sentence embeddings for retrieval.
 //
 // The model is a small BERT-architecture encoder trained by training/ and exported to ONNX;
-// it runs in ONNX Runtime through onnxruntime_go. nlu knows nothing of sessions or SQL.
+// it runs in ONNX Runtime through onnxruntime_go. Load also opens a user's own Hugging Face
+// BERT export (config.json, vocab.txt, model.onnx): a fine-tuned classifier, or an encoder that
+// only embeds. nlu knows nothing of sessions or SQL.
 //
 //	if err := nlu.InitRuntime(nlu.FindRuntime()); err != nil { … }
 //	c, err := nlu.Load("models/intent")

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
 )
@@ -25,7 +26,8 @@ const (
 // accents, punctuation split, then greedy longest-match-first WordPiece with ## continuations.
 type Tokenizer struct {
 	vocab     []string
-	ids       map[string]int64
+	ids       map[string]int64 // piece → id
+	cont      map[string]int64 // continuation piece without its ## → id
 	lowercase bool
 	nfkc      bool
 	pad, unk  int64
@@ -53,10 +55,16 @@ func LoadVocab(path string, lowercase, nfkc bool) (*Tokenizer, error) {
 
 // NewTokenizer builds a tokenizer from a vocabulary that holds [PAD], [UNK], [CLS] and [SEP].
 func NewTokenizer(vocab []string, lowercase, nfkc bool) (*Tokenizer, error) {
-	t := &Tokenizer{vocab: vocab, ids: make(map[string]int64, len(vocab)), lowercase: lowercase, nfkc: nfkc}
+	t := &Tokenizer{vocab: vocab, ids: make(map[string]int64, len(vocab)), cont: make(map[string]int64),
+		lowercase: lowercase, nfkc: nfkc}
 	for i, p := range vocab {
 		if _, dup := t.ids[p]; !dup {
 			t.ids[p] = int64(i)
+		}
+		if rest, ok := strings.CutPrefix(p, "##"); ok && rest != "" {
+			if _, dup := t.cont[rest]; !dup {
+				t.cont[rest] = int64(i)
+			}
 		}
 	}
 	for _, s := range []struct {
@@ -78,37 +86,52 @@ func (t *Tokenizer) VocabSize() int { return len(t.vocab) }
 // Tokenize returns the WordPiece pieces of text, without [CLS] and [SEP].
 func (t *Tokenizer) Tokenize(text string) []string {
 	var out []string
+	var ids []int64
 	for _, w := range t.basic(text) {
-		out = append(out, t.wordPieces(w)...)
+		ids = t.appendPieces(ids[:0], w)
+		for _, id := range ids {
+			out = append(out, t.vocab[id])
+		}
 	}
 	return out
 }
 
 // Encode returns [CLS] pieces [SEP] as ids, at most maxLen of them.
 func (t *Tokenizer) Encode(text string, maxLen int) []int64 {
-	if maxLen < 2 {
-		maxLen = 2
-	}
-	ids := []int64{t.cls}
+	maxLen = max(maxLen, 2)
+	ids := make([]int64, 1, min(maxLen, 2+len(text)))
+	ids[0] = t.cls
 	for _, w := range t.basic(text) {
-		for _, p := range t.wordPieces(w) {
-			if len(ids) == maxLen-1 {
-				return append(ids, t.sep)
-			}
-			ids = append(ids, t.ids[p])
+		ids = t.appendPieces(ids, w)
+		if len(ids) >= maxLen-1 {
+			ids = ids[:maxLen-1]
+			break
 		}
 	}
 	return append(ids, t.sep)
 }
 
+// isASCII reports whether s has only ASCII bytes: such text needs no Unicode normalisation.
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
 func (t *Tokenizer) basic(text string) []string {
-	if t.nfkc {
+	ascii := isASCII(text)
+	if t.nfkc && !ascii {
 		text = norm.NFKC.String(text)
 	}
 	var b strings.Builder
 	b.Grow(len(text) + 8)
 	for _, r := range text {
 		switch {
+		case r < utf8.RuneSelf && r > ' ' && r != 0x7f:
+			b.WriteByte(byte(r))
 		case r == 0 || r == unicode.ReplacementChar || isControl(r):
 		case isWhitespace(r):
 			b.WriteByte(' ')
@@ -122,9 +145,12 @@ func (t *Tokenizer) basic(text string) []string {
 	}
 	text = b.String()
 	if t.lowercase {
-		text = stripAccents(strings.ToLower(text))
+		text = strings.ToLower(text)
+		if !ascii {
+			text = stripAccents(text)
+		}
 	}
-	var words []string
+	words := make([]string, 0, 16)
 	for _, w := range strings.Fields(text) {
 		start := 0
 		for i, r := range w {
@@ -132,8 +158,9 @@ func (t *Tokenizer) basic(text string) []string {
 				if i > start {
 					words = append(words, w[start:i])
 				}
-				words = append(words, string(r))
-				start = i + len(string(r))
+				n := utf8.RuneLen(r)
+				words = append(words, w[i:i+n])
+				start = i + n
 			}
 		}
 		if start < len(w) {
@@ -143,33 +170,39 @@ func (t *Tokenizer) basic(text string) []string {
 	return words
 }
 
-func (t *Tokenizer) wordPieces(word string) []string {
-	runes := []rune(word)
-	if len(runes) > maxWord {
-		return []string{unkToken}
+// appendPieces appends the ids of word's WordPieces: greedy longest match first, word-initial
+// pieces from ids and continuations (##…) from cont, so no piece string is built. A word that
+// is too long or cannot be covered is one [UNK].
+func (t *Tokenizer) appendPieces(dst []int64, word string) []int64 {
+	if utf8.RuneCountInString(word) > maxWord {
+		return append(dst, t.unk)
 	}
-	var pieces []string
-	for start := 0; start < len(runes); {
-		end := len(runes)
-		cur := ""
+	mark := len(dst)
+	for start := 0; start < len(word); {
+		end := len(word)
+		found := false
 		for start < end {
-			sub := string(runes[start:end])
-			if start > 0 {
-				sub = "##" + sub
+			var id int64
+			var ok bool
+			if start == 0 {
+				id, ok = t.ids[word[start:end]]
+			} else {
+				id, ok = t.cont[word[start:end]]
 			}
-			if _, ok := t.ids[sub]; ok {
-				cur = sub
+			if ok {
+				dst = append(dst, id)
+				found = true
 				break
 			}
-			end--
+			_, size := utf8.DecodeLastRuneInString(word[start:end])
+			end -= size
 		}
-		if cur == "" {
-			return []string{unkToken}
+		if !found {
+			return append(dst[:mark], t.unk)
 		}
-		pieces = append(pieces, cur)
 		start = end
 	}
-	return pieces
+	return dst
 }
 
 func stripAccents(s string) string {
@@ -211,4 +244,40 @@ func isPunct(r rune) bool {
 		return true
 	}
 	return unicode.IsPunct(r)
+}
+
+// NGrams returns the hashed character n-grams (3 to 5 characters) of every word of text, with
+// < and > marking each word's ends, as ids 1..buckets (0 is padding), at most 256 of them. The
+// words are those of the WordPiece pre-tokenizer; the ids are FNV-1a (32 bit) of the n-gram's
+// UTF-8 bytes modulo buckets, plus one: training/kefu_tokenizer.py's ngram_ids, which the
+// golden vectors check.
+func (t *Tokenizer) NGrams(text string, buckets int) []int64 {
+	const lo, hi, maxGrams = 3, 5, 256
+	if buckets <= 0 {
+		return nil
+	}
+	var out []int64
+	var buf []byte
+	for _, w := range t.basic(text) {
+		s := make([]rune, 0, len(w)+2)
+		s = append(append(append(s, '<'), []rune(w)...), '>')
+		for n := lo; n <= hi; n++ {
+			for i := 0; i+n <= len(s); i++ {
+				buf = buf[:0]
+				for _, r := range s[i : i+n] {
+					buf = utf8.AppendRune(buf, r)
+				}
+				h := uint32(2166136261)
+				for _, b := range buf {
+					h ^= uint32(b)
+					h *= 16777619
+				}
+				out = append(out, 1+int64(h%uint32(buckets)))
+				if len(out) == maxGrams {
+					return out
+				}
+			}
+		}
+	}
+	return out
 }

@@ -39,9 +39,11 @@ func TestTokenizerGolden(t *testing.T) {
 	n := 0
 	for sc.Scan() {
 		var g struct {
-			Text   string   `json:"text"`
-			Tokens []string `json:"tokens"`
-			IDs    []int64  `json:"ids"`
+			Text    string   `json:"text"`
+			Tokens  []string `json:"tokens"`
+			IDs     []int64  `json:"ids"`
+			Buckets int      `json:"buckets"`
+			NGrams  []int64  `json:"ngrams"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &g); err != nil {
 			t.Fatal(err)
@@ -52,6 +54,11 @@ func TestTokenizerGolden(t *testing.T) {
 		}
 		if got := tok.Encode(g.Text, 64); !slices.Equal(got, g.IDs) {
 			t.Errorf("Encode(%q) = %v, want %v", g.Text, got, g.IDs)
+		}
+		if g.Buckets > 0 {
+			if got := tok.NGrams(g.Text, g.Buckets); !slices.Equal(got, g.NGrams) && len(got)+len(g.NGrams) > 0 {
+				t.Errorf("NGrams(%q, %d) = %v, want %v", g.Text, g.Buckets, got, g.NGrams)
+			}
 		}
 	}
 	if n < 20 {
@@ -102,4 +109,15 @@ func FuzzEncode(f *testing.F) {
 			_ = tok.Tokenize(s)
 		}
 	})
+}
+
+func BenchmarkEncode(b *testing.B) {
+	tok := mustTokenizer(b)
+	msgs := []string{"我的订单到哪了，怎么还没收到货", "where is my order, it has not arrived yet", "退款多久到账？", "can i change the delivery address after ordering"}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		tok.Encode(msgs[i%len(msgs)], 64)
+		i++
+	}
 }

@@ -120,11 +120,13 @@ class WordPiece:
         return [self.ids[CLS]] + [self.ids[p] for p in pieces] + [self.ids[SEP]]
 
 
-def build_vocab(texts, min_freq=1):
-    """Whole words seen in the corpus, every character alone and as a continuation, and
-    common English suffixes, so unseen words still split into known pieces."""
+def build_vocab(texts, max_size=12000, min_freq=2):
+    """A WordPiece vocabulary from a corpus: the specials, every character alone and as a
+    continuation, the most frequent whole words, and the most frequent word-initial pieces and
+    ## continuations (up to 8 characters), so that an unseen word splits into meaningful parts
+    rather than single letters."""
     from collections import Counter
-    words, chars = Counter(), set()
+    words, chars = Counter(), Counter()
     for t in texts:
         for w in basic_tokens(t):
             words[w] += 1
@@ -137,17 +139,52 @@ def build_vocab(texts, min_freq=1):
             seen.add(tok)
             vocab.append(tok)
 
-    for c in sorted(chars):
-        add(c)
-    for c in sorted(chars):
-        if not is_cjk(ord(c)) and not is_punct(c):
-            add("##" + c)
-    for s in ["s", "es", "ed", "ing", "er", "ers", "ly", "tion", "ment", "ness", "able", "'s", "n't"]:
-        add("##" + s)
     for c in "abcdefghijklmnopqrstuvwxyz0123456789":
         add(c)
         add("##" + c)
-    for w, n in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])):
-        if n >= min_freq and len(w) > 1:
-            add(w)
+    for c, _ in sorted(chars.items(), key=lambda kv: (-kv[1], kv[0])):
+        add(c)
+    for c, _ in sorted(chars.items(), key=lambda kv: (-kv[1], kv[0])):
+        if not is_cjk(ord(c)) and not is_punct(c):
+            add("##" + c)
+    pieces = Counter()
+    for w, n in words.items():
+        if len(w) > 1:
+            pieces[w] += n * 2  # whole words first
+        if len(w) < 4 or any(is_cjk(ord(c)) for c in w):
+            continue
+        for k in range(2, min(len(w), 9)):
+            pieces[w[:k]] += n
+        for k in range(1, len(w) - 1):
+            suf = w[k:]
+            if 2 <= len(suf) <= 8:
+                pieces["##" + suf] += n
+    for tok, n in sorted(pieces.items(), key=lambda kv: (-kv[1], kv[0])):
+        if len(vocab) >= max_size:
+            break
+        if n >= min_freq or (not tok.startswith("##") and words.get(tok, 0) > 0):
+            add(tok)
     return WordPiece(vocab)
+
+
+def fnv1a32(data):
+    h = 0x811C9DC5
+    for b in data:
+        h ^= b
+        h = (h * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
+def ngram_ids(text, buckets, lo=3, hi=5, max_ngrams=256):
+    """Hashed character n-grams (lo..hi characters) of every word, with < and > marking the
+    word's ends, as ids 1..buckets (0 is padding); the Go tokenizer computes the same ids.
+    CJK words are single characters, so their n-grams are "<字>" pieces."""
+    out = []
+    for w in basic_tokens(text):
+        s = "<" + w + ">"
+        for n in range(lo, hi + 1):
+            for i in range(0, len(s) - n + 1):
+                out.append(1 + fnv1a32(s[i:i + n].encode("utf-8")) % buckets)
+                if len(out) == max_ngrams:
+                    return out
+    return out

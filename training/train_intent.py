@@ -1,18 +1,25 @@
 #!/usr/bin/python3
-"""Train Kefu's intent model and sentence encoder, and export it to ONNX.
+"""Train a Kefu intent model and sentence encoder, and export it to ONNX.
 
-    /usr/bin/python3 training/train_intent.py --out models/intent
+    /usr/bin/python3 training/train_intent.py --out models/intent            # the demo model
+    /usr/bin/python3 training/train_intent.py --train var/clinc/train.csv --val var/clinc/val.csv \\
+        --knowledge '' --extra-oos ../shared/datasets/clinc150/all_wiki_sents.txt --out var/clinc-model
 
-One small BERT-architecture encoder with two heads, trained together:
-  * intent head: logits over the intents of training/data/intents.yaml (ONNX output `logits`);
-  * knowledge head: which knowledge entry a question or phrasing belongs to, over
-    retrieval/demo/knowledge.yaml, with all languages of an entry sharing one label, so that
-    Chinese and English phrasings of one question land close together.
-The mean-pooled, L2-normalised sentence vector is the ONNX output `embedding`, which
-retrieval/ stores in pgvector. The temperature (fitted on the validation split) and the
-out-of-scope threshold (chosen on the validation split) go to model.json with the metrics.
+A small BERT-architecture encoder (WordPiece embeddings + positions, transformer layers,
+masked mean pooling, plus a bag-of-pieces shortcut that carries small data sets) with an
+intent head, optionally pretrained with masked-language modelling on all the text at hand.
+Training data is a CSV (text,intent[,language]) or the product's YAML intents file; examples
+labelled --oos-label (default "oos") or "out_of_scope" train the out-of-scope class.
+Unlabelled sentences (--extra-oos) are cut into query-sized spans and used as more
+out-of-scope examples (outlier exposure). The temperature and the out-of-scope threshold are
+fitted on the validation split (--val, else a held-out part of --train).
+
+The export: model.onnx (input_ids, attention_mask → logits, embedding), vocab.txt,
+labels.json, model.json (temperature, threshold, metrics, data hash, version) and
+tokenizer_golden.jsonl, which nlu's Go tests compare with the Go tokenizer.
 """
 import argparse
+import csv
 import hashlib
 import json
 import math
@@ -20,16 +27,17 @@ import os
 import random
 import sys
 import time
+from collections import Counter
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import yaml
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kefu_tokenizer as kt  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OOS = "out_of_scope"
 
 
 def log(msg, **kv):
@@ -37,29 +45,90 @@ def log(msg, **kv):
     print(f"{time.strftime('%H:%M:%S')} {msg} {extra}".rstrip(), flush=True)
 
 
+class DataError(Exception):
+    pass
+
+
 # ----------------------------------------------------------------------------- data
 
-def load_intents(path):
-    with open(path, encoding="utf-8") as f:
-        doc = yaml.safe_load(f)
+def read_examples(path, oos_label):
+    """[(text, label, language, where)] from a CSV or YAML file; errors name file and line."""
+    try:
+        raw = open(path, "rb").read()
+    except OSError as e:
+        raise DataError(f"{path}: {e.strerror}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: invalid UTF-8")
+    rows = read_yaml(path, text) if path.endswith((".yaml", ".yml")) else read_csv(path, text)
+    out = []
+    for t, label, lang, where in rows:
+        if label in (oos_label, OOS):
+            label = OOS
+        out.append((t, label, lang, where))
+    counts = Counter(r[1] for r in out)
+    for t, label, lang, where in out:
+        if counts[label] < 2:
+            raise DataError(f"{where}: intent {label!r} has only one example (at least 2 are needed)")
+    if not out:
+        raise DataError(f"{path}: no examples")
+    return out
+
+
+def read_csv(path, text):
+    rd = csv.reader(text.splitlines())
+    try:
+        header = [h.strip().lower() for h in next(rd)]
+    except StopIteration:
+        raise DataError(f"{path}:1: empty file (want a header line: text,intent)")
+    for col in ("text", "intent"):
+        if col not in header:
+            raise DataError(f"{path}:1: missing column {col!r} (header is {','.join(header)})")
+    ti, ii = header.index("text"), header.index("intent")
+    li = header.index("language") if "language" in header else None
     rows = []
-    for it in doc["intents"]:
-        for lang, exs in it["examples"].items():
-            for e in exs:
-                rows.append((str(e), it["name"], lang))
+    for n, rec in enumerate(rd, start=2):
+        if not rec or all(not c.strip() for c in rec):
+            continue
+        if len(rec) <= max(ti, ii):
+            raise DataError(f"{path}:{n}: expected {len(header)} columns, got {len(rec)}")
+        t, label = rec[ti].strip(), rec[ii].strip()
+        if not t:
+            raise DataError(f"{path}:{n}: empty text")
+        if not label:
+            raise DataError(f"{path}:{n}: empty intent")
+        lang = rec[li].strip() if li is not None and li < len(rec) else ""
+        rows.append((t, label, lang, f"{path}:{n}"))
     return rows
 
 
-def load_csv(path):
-    import csv
+def read_yaml(path, text):
+    import yaml
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        line = e.problem_mark.line + 1 if e.problem_mark else 0
+        raise DataError(f"{path}:{line}: {e.problem}")
+    if not isinstance(doc, dict) or not isinstance(doc.get("intents"), list):
+        raise DataError(f"{path}:1: want a mapping with a list under 'intents'")
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for r in csv.DictReader(f):
-            rows.append((r["text"], r["intent"], r.get("language", "")))
+    for i, it in enumerate(doc["intents"], start=1):
+        name = it.get("name") if isinstance(it, dict) else None
+        if not name:
+            raise DataError(f"{path}: intent #{i} has no name")
+        for lang, exs in (it.get("examples") or {}).items():
+            for e in exs or []:
+                t = str(e).strip()
+                if not t:
+                    raise DataError(f"{path}: intent {name!r} ({lang}) has an empty example")
+                rows.append((t, name, lang, f"{path} (intent {name})"))
     return rows
 
 
 def load_knowledge(path):
+    import yaml
     with open(path, encoding="utf-8") as f:
         doc = yaml.safe_load(f)
     rows, texts = [], []
@@ -68,7 +137,7 @@ def load_knowledge(path):
             if lang == "key":
                 continue
             for q in [tr["question"], tr["title"]] + list(tr.get("alternates", [])):
-                rows.append((str(q), e["key"], lang))
+                rows.append((str(q), e["key"], lang, path))
             texts.append(tr["answer"])
     return rows, texts
 
@@ -89,6 +158,22 @@ def split(rows, frac, seed):
     return train, val
 
 
+def read_lines(path):
+    with open(path, encoding="utf-8") as f:
+        return [line.strip() for line in f if line.strip()]
+
+
+def oos_spans(sentences, n, rnd):
+    """n query-sized spans (3-12 words) cut from unlabelled sentences."""
+    out = []
+    for _ in range(n):
+        words = rnd.choice(sentences).split()
+        k = min(len(words), rnd.randint(3, 12))
+        i = rnd.randint(0, len(words) - k)
+        out.append(" ".join(words[i:i + k]))
+    return out
+
+
 # ----------------------------------------------------------------------------- model
 
 class Layer(nn.Module):
@@ -106,8 +191,9 @@ class Layer(nn.Module):
     def forward(self, x, bias):
         b, t, h = x.shape
         d = h // self.heads
-        q, k, v = self.qkv(x).view(b, t, 3, self.heads, d).permute(2, 0, 3, 1, 4)
-        att = (q @ k.transpose(-1, -2)) / math.sqrt(d) + bias
+        qkv = self.qkv(x).view(b, t, 3, self.heads, d).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        att = (q @ k.transpose(-1, -2)) * (1.0 / math.sqrt(d)) + bias
         att = self.drop(att.softmax(-1))
         y = (att @ v).transpose(1, 2).reshape(b, t, h)
         x = self.ln1(x + self.drop(self.out(y)))
@@ -115,31 +201,46 @@ class Layer(nn.Module):
 
 
 class Encoder(nn.Module):
-    def __init__(self, vocab, n_intents, n_entries, hidden, layers, heads, max_len, drop):
+    def __init__(self, vocab, n_intents, n_entries, hidden, layers, heads, max_len, drop, ngram_buckets=0):
         super().__init__()
         self.tok = nn.Embedding(vocab, hidden)
+        self.ngram = nn.Embedding(ngram_buckets + 1, hidden, padding_idx=0) if ngram_buckets else None
         self.pos = nn.Embedding(max_len, hidden)
         self.ln = nn.LayerNorm(hidden, eps=1e-12)
         self.drop = nn.Dropout(drop)
         self.layers = nn.ModuleList([Layer(hidden, heads, hidden * 4, drop) for _ in range(layers)])
         self.intent = nn.Linear(hidden, n_intents)
-        self.entry = nn.Linear(hidden, n_entries)
+        self.entry = nn.Linear(hidden, max(1, n_entries))
+        self.mlm_bias = nn.Parameter(torch.zeros(vocab))
 
-    def pooled(self, ids, mask):
+    def states(self, ids, mask):
         t = ids.shape[1]
         pos = torch.arange(t, device=ids.device).unsqueeze(0)
-        m = mask.to(torch.float32)
-        w = m.unsqueeze(-1) / m.sum(1, keepdim=True).clamp(min=1.0).unsqueeze(-1)
-        bag = (self.tok(ids) * w).sum(1)  # bag of pieces: strong on small data
-        x = self.drop(self.ln(self.tok(ids) + self.pos(pos)))
-        bias = ((1.0 - m) * -10000.0)[:, None, None, :]
+        emb = self.tok(ids)
+        x = self.drop(self.ln(emb + self.pos(pos)))
+        bias = ((1.0 - mask.to(torch.float32)) * -10000.0)[:, None, None, :]
         for layer in self.layers:
             x = layer(x, bias)
-        return (x * w).sum(1) + bag
+        return emb, x
 
-    def forward(self, ids, mask):
-        p = self.pooled(ids, mask)
+    def pooled(self, ids, mask, ngrams=None):
+        emb, x = self.states(ids, mask)
+        m = mask.to(torch.float32)
+        w = m.unsqueeze(-1) / m.sum(1, keepdim=True).clamp(min=1.0).unsqueeze(-1)
+        p = (x * w).sum(1) + (emb * w).sum(1)  # contextual mean + bag of pieces
+        if self.ngram is not None and ngrams is not None:
+            nm = (ngrams > 0).to(torch.float32)
+            nw = nm.unsqueeze(-1) / nm.sum(1, keepdim=True).clamp(min=1.0).unsqueeze(-1)
+            p = p + (self.ngram(ngrams) * nw).sum(1)  # bag of character n-grams
+        return p
+
+    def forward(self, ids, mask, ngrams=None):
+        p = self.pooled(ids, mask, ngrams)
         return self.intent(self.drop(p)), F.normalize(p, dim=-1)
+
+    def mlm_logits(self, ids, mask):
+        _, x = self.states(ids, mask)
+        return x @ self.tok.weight.t() + self.mlm_bias
 
 
 class Export(nn.Module):
@@ -154,23 +255,25 @@ class Export(nn.Module):
         return self.enc.intent(p), F.normalize(p, dim=-1)
 
 
+class ExportNgrams(Export):
+    """With character n-grams: input_ids, attention_mask, ngram_ids → logits, embedding."""
+
+    def forward(self, input_ids, attention_mask, ngram_ids):
+        p = self.enc.pooled(input_ids, attention_mask, ngram_ids)
+        return self.enc.intent(p), F.normalize(p, dim=-1)
+
+
 # ----------------------------------------------------------------------------- training
 
-def batches(rows, tok, label_ids, max_len, bs, rnd, augment):
-    idx = list(range(len(rows)))
-    rnd.shuffle(idx)
-    for i in range(0, len(idx), bs):
-        chunk = [rows[j] for j in idx[i:i + bs]]
-        yield encode_batch([r[0] for r in chunk], tok, max_len, rnd if augment else None), \
-            torch.tensor([label_ids[r[1]] for r in chunk])
-
-
-def encode_batch(texts, tok, max_len, rnd=None):
+def encode_batch(texts, tok, max_len, rnd=None, drop=0.0, buckets=0):
+    """ids, mask and (with buckets) hashed character n-grams of a batch of texts."""
     seqs = []
     for t in texts:
         ids = tok.encode(t, max_len)
-        if rnd is not None and len(ids) > 4 and rnd.random() < 0.3:
-            del ids[rnd.randrange(1, len(ids) - 1)]  # drop one piece: robustness to typos
+        if rnd is not None and drop > 0 and len(ids) > 4:
+            keep = [ids[0]] + [i for i in ids[1:-1] if rnd.random() >= drop] + [ids[-1]]
+            if len(keep) > 2:
+                ids = keep
         seqs.append(ids)
     t = max(len(s) for s in seqs)
     ids = torch.zeros(len(seqs), t, dtype=torch.long)
@@ -178,145 +281,298 @@ def encode_batch(texts, tok, max_len, rnd=None):
     for i, s in enumerate(seqs):
         ids[i, :len(s)] = torch.tensor(s)
         mask[i, :len(s)] = 1
-    return ids, mask
+    if not buckets:
+        return ids, mask, None
+    grams = [kt.ngram_ids(t, buckets) or [0] for t in texts]
+    if rnd is not None and drop > 0:
+        grams = [[g for g in gs if rnd.random() >= drop] or gs for gs in grams]
+    ng = torch.zeros(len(grams), max(len(g) for g in grams), dtype=torch.long)
+    for i, g in enumerate(grams):
+        ng[i, :len(g)] = torch.tensor(g)
+    return ids, mask, ng
 
 
 @torch.no_grad()
-def logits_of(model, texts, tok, max_len):
+def logits_of(model, texts, tok, max_len, buckets=0):
     model.eval()
     out = []
-    for i in range(0, len(texts), 128):
-        ids, mask = encode_batch(texts[i:i + 128], tok, max_len)
-        out.append(model(ids, mask)[0])
-    return torch.cat(out) if out else torch.zeros(0)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # less padding
+    for i in range(0, len(order), 256):
+        idx = order[i:i + 256]
+        ids, mask, ng = encode_batch([texts[j] for j in idx], tok, max_len, buckets=buckets)
+        out.append((idx, model(ids, mask, ng)[0]))
+    res = torch.zeros(len(texts), out[0][1].shape[1]) if out else torch.zeros(0)
+    for idx, l in out:
+        res[idx] = l
+    return res
+
+
+def pretrain(model, texts, tok, args, rnd):
+    """Masked-language modelling on all the text at hand."""
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    mask_id = tok.ids[kt.MASK]
+    n_vocab = len(tok.vocab)
+    steps = args.pretrain_epochs * math.ceil(len(texts) / args.batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=max(steps, 1), pct_start=0.1)
+    started = time.time()
+    for epoch in range(args.pretrain_epochs):
+        model.train()
+        rnd.shuffle(texts)
+        total, n = 0.0, 0
+        for i in range(0, len(texts), args.batch):
+            ids, mask, _ = encode_batch(texts[i:i + args.batch], tok, args.max_len)
+            target = ids.clone()
+            special = (ids < len(kt.SPECIALS))
+            pick = (torch.rand(ids.shape) < 0.15) & ~special
+            if pick.sum() == 0:
+                continue
+            target[~pick] = -100
+            r = torch.rand(ids.shape)
+            inp = ids.clone()
+            inp[pick & (r < 0.8)] = mask_id
+            rand_tok = torch.randint(len(kt.SPECIALS), n_vocab, ids.shape)
+            swap = pick & (r >= 0.8) & (r < 0.9)
+            inp[swap] = rand_tok[swap]
+            loss = F.cross_entropy(model.mlm_logits(inp, mask).view(-1, n_vocab), target.view(-1), ignore_index=-100)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total, n = total + loss.item(), n + 1
+        log("pretrain epoch", n=f"{epoch + 1}/{args.pretrain_epochs}", mlm_loss=f"{total / max(n, 1):.3f}",
+            elapsed=f"{time.time() - started:.0f}s")
+
+
+def metrics(probs, labels, label_names, threshold):
+    """Accuracy on in-scope examples, out-of-scope precision/recall, macro-F1 over all classes,
+    expected calibration error (15 bins) of the top-1 confidence."""
+    oos = label_names.index(OOS) if OOS in label_names else None
+    conf, pred = probs.max(-1)
+    pred = pred.clone()
+    if oos is not None:
+        pred[conf < threshold] = oos
+    y = labels
+    res = {}
+    ins = (y != oos) if oos is not None else torch.ones_like(y, dtype=torch.bool)
+    res["accuracy"] = round((pred[ins] == y[ins]).float().mean().item(), 4) if ins.any() else 0.0
+    if oos is not None and (y == oos).any():
+        tp = ((pred == oos) & (y == oos)).sum().item()
+        res["oos_recall"] = round(tp / (y == oos).sum().item(), 4)
+        res["oos_precision"] = round(tp / max((pred == oos).sum().item(), 1), 4)
+    f1s = []
+    for c in range(len(label_names)):
+        tp = ((pred == c) & (y == c)).sum().item()
+        fp = ((pred == c) & (y != c)).sum().item()
+        fn = ((pred != c) & (y == c)).sum().item()
+        if tp + fp + fn:
+            f1s.append(2 * tp / (2 * tp + fp + fn))
+    res["macro_f1"] = round(sum(f1s) / max(len(f1s), 1), 4)
+    correct = (probs.argmax(-1) == y).float()
+    ece, bins = 0.0, 15
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        sel = (conf > lo) & (conf <= hi)
+        if sel.any():
+            ece += sel.float().mean().item() * abs(conf[sel].mean().item() - correct[sel].mean().item())
+    res["ece"] = round(ece, 4)
+    res["examples"] = len(y)
+    return res
 
 
 def fit_temperature(logits, labels):
     best, best_nll = 1.0, float("inf")
-    for i in range(1, 101):
-        t = i * 0.05
+    for i in range(1, 201):
+        t = i * 0.025
         nll = F.cross_entropy(logits / t, labels).item()
         if nll < best_nll:
             best, best_nll = t, nll
     return best
 
 
-def choose_threshold(probs, labels, oos_id):
-    """The confidence below which a prediction becomes out_of_scope, picked for accuracy."""
-    best, best_acc = 0.0, -1.0
-    conf, pred = probs.max(-1)
-    for i in range(0, 96):
+def choose_threshold(probs, labels, names, objective):
+    """The confidence below which a prediction becomes out_of_scope, chosen on validation
+    data: 'balanced' maximises the mean of in-scope accuracy and out-of-scope recall,
+    'accuracy' the accuracy over all examples."""
+    if OOS not in names:
+        return 0.0
+    best, best_score = 0.0, -1.0
+    for i in range(0, 100):
         th = i / 100
-        p = pred.clone()
-        if oos_id is not None:
-            p[conf < th] = oos_id
-        acc = (p == labels).float().mean().item()
-        if acc > best_acc + 1e-9:
-            best, best_acc = th, acc
-    return best, best_acc
+        m = metrics(probs, labels, names, th)
+        if objective == "balanced" and "oos_recall" in m:
+            score = (m["accuracy"] + m["oos_recall"]) / 2
+        else:
+            conf, pred = probs.max(-1)
+            pred = pred.clone()
+            pred[conf < th] = names.index(OOS)
+            score = (pred == labels).float().mean().item()
+        if score > best_score + 1e-9:
+            best, best_score = th, score
+    return best
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--intents", default=os.path.join(ROOT, "training/data/intents.yaml"),
-                    help="intents YAML, or a CSV with columns text,intent[,language]")
-    ap.add_argument("--knowledge", default=os.path.join(ROOT, "retrieval/demo/knowledge.yaml"))
+    ap.add_argument("--train", "--intents", dest="train", default=os.path.join(ROOT, "training/data/intents.yaml"),
+                    help="training examples: the product's intents YAML, or a CSV with columns text,intent[,language]")
+    ap.add_argument("--val", default="", help="validation examples (default: hold out --val-frac of --train)")
+    ap.add_argument("--val-frac", type=float, default=0.15)
+    ap.add_argument("--test", default="", help="optional test file: its metrics go to model.json (never used for tuning)")
+    ap.add_argument("--knowledge", default=os.path.join(ROOT, "retrieval/demo/knowledge.yaml"),
+                    help="knowledge YAML whose phrasings train the sentence embedding ('' for none)")
+    ap.add_argument("--extra-oos", default="", help="unlabelled sentences, one a line, used as out-of-scope examples")
+    ap.add_argument("--extra-oos-per-epoch", type=int, default=2000)
+    ap.add_argument("--oos-label", default="oos", help="the label of out-of-scope examples in the data")
     ap.add_argument("--out", default=os.path.join(ROOT, "models/intent"))
     ap.add_argument("--hidden", type=int, default=128)
     ap.add_argument("--layers", type=int, default=1)
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--max-len", type=int, default=64)
+    ap.add_argument("--vocab-size", type=int, default=12000)
+    ap.add_argument("--ngram-buckets", type=int, default=0, help="hashed character 3-5-gram features (0: off)")
     ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--pretrain-epochs", type=int, default=0, help="masked-language-model epochs before training")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--dropout", type=float, default=0.2)
-    ap.add_argument("--val", type=float, default=0.15)
+    ap.add_argument("--piece-drop", type=float, default=0.1, help="augmentation: share of pieces dropped from an example")
+    ap.add_argument("--label-smoothing", type=float, default=0.1)
+    ap.add_argument("--threshold-objective", choices=["balanced", "accuracy"], default="balanced")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     ap.add_argument("--version", default="")
     args = ap.parse_args()
 
     torch.manual_seed(args.seed)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
     rnd = random.Random(args.seed)
-
-    intents = load_csv(args.intents) if args.intents.endswith(".csv") else load_intents(args.intents)
-    kb_rows, kb_texts = load_knowledge(args.knowledge)
-    labels = sorted({r[1] for r in intents})
+    started = time.time()
+    try:
+        examples = read_examples(args.train, args.oos_label)
+        val = read_examples(args.val, args.oos_label) if args.val else None
+        test = read_examples(args.test, args.oos_label) if args.test else None
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    train = examples
+    if val is None:
+        train, val = split(examples, args.val_frac, args.seed)
+    kb_rows, kb_texts = load_knowledge(args.knowledge) if args.knowledge else ([], [])
+    extra = read_lines(args.extra_oos) if args.extra_oos else []
+    labels = sorted({r[1] for r in train} | ({OOS} if extra else set()))
+    unknown = sorted({r[1] for r in val} - set(labels))
+    if unknown:
+        print(f"error: {args.val}: intents not in the training data: {', '.join(unknown[:10])}", file=sys.stderr)
+        sys.exit(2)
     entries = sorted({r[1] for r in kb_rows})
     label_ids = {l: i for i, l in enumerate(labels)}
     entry_ids = {e: i for i, e in enumerate(entries)}
-    oos_id = label_ids.get("out_of_scope")
-    train, val = split(intents, args.val, args.seed)
-    log("data", intents=len(labels), examples=len(intents), train=len(train), val=len(val),
-        knowledge_phrasings=len(kb_rows))
+    log("data", intents=len(labels), train=len(train), val=len(val), knowledge_phrasings=len(kb_rows),
+        extra_oos=len(extra))
 
-    tok = kt.build_vocab([r[0] for r in intents] + [r[0] for r in kb_rows] + kb_texts)
+    corpus = [r[0] for r in train] + [r[0] for r in kb_rows] + kb_texts + extra
+    tok = kt.build_vocab(corpus, max_size=args.vocab_size)
     log("vocab", size=len(tok.vocab))
 
     model = Encoder(len(tok.vocab), len(labels), len(entries), args.hidden, args.layers,
-                    args.heads, args.max_len, args.dropout)
+                    args.heads, args.max_len, args.dropout, args.ngram_buckets)
+    log("model", parameters=sum(p.numel() for p in model.parameters()))
+    if args.pretrain_epochs:
+        pretrain(model, [r[0] for r in train] + [r[0] for r in kb_rows] + kb_texts + extra, tok, args, rnd)
+
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
-    steps = args.epochs * (math.ceil(len(train) / args.batch) + math.ceil(len(kb_rows) / args.batch))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.1)
-    started = time.time()
+    per_epoch = len(train) + (args.extra_oos_per_epoch if extra else 0)
+    steps = args.epochs * (math.ceil(per_epoch / args.batch) + math.ceil(len(kb_rows) / args.batch))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=max(steps, 1), pct_start=0.1)
+    yv = torch.tensor([label_ids[r[1]] for r in val])
+    val_texts = [r[0] for r in val]
     for epoch in range(args.epochs):
         model.train()
+        rows = [(r[0], label_ids[r[1]]) for r in train]
+        if extra:
+            rows += [(t, label_ids[OOS]) for t in oos_spans(extra, args.extra_oos_per_epoch, rnd)]
+        rnd.shuffle(rows)
         total, n = 0.0, 0
-        for (ids, mask), y in batches(train, tok, label_ids, args.max_len, args.batch, rnd, True):
-            loss = F.cross_entropy(model(ids, mask)[0], y, label_smoothing=0.05)
+        for i in range(0, len(rows), args.batch):
+            chunk = rows[i:i + args.batch]
+            ids, mask, ng = encode_batch([c[0] for c in chunk], tok, args.max_len, rnd, args.piece_drop, args.ngram_buckets)
+            y = torch.tensor([c[1] for c in chunk])
+            loss = F.cross_entropy(model(ids, mask, ng)[0], y, label_smoothing=args.label_smoothing)
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             total, n = total + loss.item(), n + 1
-        for (ids, mask), y in batches(kb_rows, tok, entry_ids, args.max_len, args.batch, rnd, True):
-            p = model.pooled(ids, mask)
-            loss = F.cross_entropy(model.entry(model.drop(p)), y, label_smoothing=0.05)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        if epoch % 10 == 9 or epoch == args.epochs - 1:
-            vl = logits_of(model, [r[0] for r in val], tok, args.max_len)
-            acc = (vl.argmax(-1) == torch.tensor([label_ids[r[1]] for r in val])).float().mean().item() if val else 0
-            log("epoch", n=epoch + 1, loss=f"{total / max(n, 1):.4f}", val_acc=f"{acc:.4f}",
-                elapsed=f"{time.time() - started:.0f}s")
+        if kb_rows:
+            kb = kb_rows[:]
+            rnd.shuffle(kb)
+            for i in range(0, len(kb), args.batch):
+                chunk = kb[i:i + args.batch]
+                ids, mask, ng = encode_batch([c[0] for c in chunk], tok, args.max_len, rnd, args.piece_drop, args.ngram_buckets)
+                y = torch.tensor([entry_ids[c[1]] for c in chunk])
+                p = model.pooled(ids, mask, ng)
+                loss = F.cross_entropy(model.entry(model.drop(p)), y, label_smoothing=args.label_smoothing)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+        if epoch % 5 == 4 or epoch == args.epochs - 1:
+            vl = logits_of(model, val_texts, tok, args.max_len, args.ngram_buckets)
+            m = metrics(vl.softmax(-1), yv, labels, 0.0)
+            el = time.time() - started
+            log("epoch", n=f"{epoch + 1}/{args.epochs}", loss=f"{total / max(n, 1):.4f}", val_acc=m["accuracy"],
+                val_oos_recall=m.get("oos_recall", "-"), elapsed=f"{el:.0f}s",
+                eta=f"{el / (epoch + 1) * (args.epochs - epoch - 1):.0f}s")
 
-    yv = torch.tensor([label_ids[r[1]] for r in val])
-    vl = logits_of(model, [r[0] for r in val], tok, args.max_len)
-    temp = fit_temperature(vl, yv) if val else 1.0
+    vl = logits_of(model, val_texts, tok, args.max_len, args.ngram_buckets)
+    temp = fit_temperature(vl, yv)
     probs = (vl / temp).softmax(-1)
-    threshold, val_acc = choose_threshold(probs, yv, oos_id) if val else (0.0, 0.0)
-    log("calibrated", temperature=temp, threshold=threshold, val_acc=f"{val_acc:.4f}")
+    threshold = choose_threshold(probs, yv, labels, args.threshold_objective)
+    val_m = metrics(probs, yv, labels, threshold)
+    log("calibrated", temperature=temp, threshold=threshold, **{"val_" + k: v for k, v in val_m.items()})
+    test_m = None
+    if test:
+        yt = torch.tensor([label_ids.get(r[1], label_ids.get(OOS, 0)) for r in test])
+        tp = (logits_of(model, [r[0] for r in test], tok, args.max_len, args.ngram_buckets) / temp).softmax(-1)
+        test_m = metrics(tp, yt, labels, threshold)
+        log("test (reported, never tuned on)", **test_m)
 
     os.makedirs(args.out, exist_ok=True)
     model.eval()
-    ids, mask = encode_batch(["你好 hello"], tok, args.max_len)
-    torch.onnx.export(Export(model), (ids, mask), os.path.join(args.out, "model.onnx"),
-                      input_names=["input_ids", "attention_mask"], output_names=["logits", "embedding"],
-                      dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
-                                    "logits": {0: "batch"}, "embedding": {0: "batch"}},
-                      opset_version=14)
+    ids, mask, ng = encode_batch(["你好 hello"], tok, args.max_len, buckets=args.ngram_buckets)
+    axes = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
+            "logits": {0: "batch"}, "embedding": {0: "batch"}}
+    if args.ngram_buckets:
+        torch.onnx.export(ExportNgrams(model), (ids, mask, ng), os.path.join(args.out, "model.onnx"),
+                          input_names=["input_ids", "attention_mask", "ngram_ids"], output_names=["logits", "embedding"],
+                          dynamic_axes={**axes, "ngram_ids": {0: "batch", 1: "grams"}}, opset_version=14)
+    else:
+        torch.onnx.export(Export(model), (ids, mask), os.path.join(args.out, "model.onnx"),
+                          input_names=["input_ids", "attention_mask"], output_names=["logits", "embedding"],
+                          dynamic_axes=axes, opset_version=14)
     tok.save(os.path.join(args.out, "vocab.txt"))
     with open(os.path.join(args.out, "labels.json"), "w", encoding="utf-8") as f:
         json.dump(labels, f, ensure_ascii=False, indent=1)
     h = hashlib.sha256()
-    for p in (args.intents, args.knowledge):
-        with open(p, "rb") as f:
-            h.update(f.read())
+    for p in (args.train, args.val, args.knowledge, args.extra_oos):
+        if p:
+            with open(p, "rb") as f:
+                h.update(f.read())
     meta = {
         "version": args.version or time.strftime("intent-%Y%m%d"),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "data_sha256": h.hexdigest(),
         "max_len": args.max_len, "hidden": args.hidden, "layers": args.layers, "heads": args.heads,
-        "epochs": args.epochs, "seed": args.seed,
-        "temperature": temp, "threshold": threshold, "out_of_scope": "out_of_scope" if oos_id is not None else "",
-        "metrics": {"val_accuracy": round(val_acc, 4), "val_examples": len(val), "train_examples": len(train)},
+        "vocab_size": len(tok.vocab), "ngram_buckets": args.ngram_buckets, "epochs": args.epochs, "pretrain_epochs": args.pretrain_epochs,
+        "seed": args.seed, "temperature": temp, "threshold": threshold,
+        "out_of_scope": OOS if OOS in labels else "",
+        "train_seconds": round(time.time() - started),
+        "metrics": {"val": val_m, "test": test_m, "train_examples": len(train)},
     }
     with open(os.path.join(args.out, "model.json"), "w", encoding="utf-8") as f:
         json.dump(meta, f, ensure_ascii=False, indent=1)
-    write_golden(tok, os.path.join(args.out, "tokenizer_golden.jsonl"), args.max_len,
-                 [r[0] for r in intents[::7]])
+    write_golden(tok, os.path.join(args.out, "tokenizer_golden.jsonl"), args.max_len, args.ngram_buckets or 4096,
+                 [r[0] for r in train[::max(1, len(train) // 60)]])
     log("exported", out=args.out, seconds=f"{time.time() - started:.0f}")
 
 
@@ -325,13 +581,15 @@ GOLDEN = [
     "ＡＢＣ，ｏｋ！全角标点：（测试）", "Café naïve résumé", "🙂👍 thanks!!", "转人工 talk to a human please",
     "don't can't it's", "e-mail: li.ming@example.com, ¥59.90", "\t\n多个\u3000空白\r\n", "ＡＢＣ１２３",
     "x" * 150, "退" * 120, "unknownwordzzqx", "İstanbul ß ﬁ", "a\u0000b\u200bc",
+    "internationalization of refunds", "我的order到哪了？", "Ｗｈｅｒｅ　ｉｓ　ｍｙ　ｐａｃｋａｇｅ",
 ]
 
 
-def write_golden(tok, path, max_len, extra):
+def write_golden(tok, path, max_len, buckets, extra):
     with open(path, "w", encoding="utf-8") as f:
         for t in GOLDEN + extra:
-            f.write(json.dumps({"text": t, "tokens": tok.tokenize(t), "ids": tok.encode(t, max_len)},
+            f.write(json.dumps({"text": t, "tokens": tok.tokenize(t), "ids": tok.encode(t, max_len),
+                                "buckets": buckets, "ngrams": kt.ngram_ids(t, buckets)},
                                ensure_ascii=False) + "\n")
 
 

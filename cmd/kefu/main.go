@@ -3,6 +3,7 @@
 //	kefu serve      run the server (the default)
 //	kefu migrate    apply database migrations and exit
 //	kefu pg start|stop|url   manage the private PostgreSQL cluster
+//	kefu nlu train|eval|bench  train an intent model, measure it, time it
 //
 // Run `kefu <command> -h` for the flags of each command; every flag also has an environment
 // variable, listed in the README.
@@ -53,10 +54,12 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 		return migrateCmd(ctx, args, log)
 	case "pg":
 		return pgCmd(ctx, args, log)
+	case "nlu":
+		return nluCmd(ctx, args, log)
 	case "help", "-h", "--help":
-		fmt.Fprintln(os.Stderr, "usage: kefu [serve|migrate|pg] [flags]")
+		fmt.Fprintln(os.Stderr, "usage: kefu [serve|migrate|pg|nlu] [flags]")
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q (want serve, migrate or pg)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, migrate, pg or nlu)", cmd)
 	}
 }

@@ -116,6 +116,14 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.Log.Info("intent model loaded", "dir", modelDir, "version", m.model.Meta().Version, "intents", len(m.model.Labels()))
+	if len(m.model.Labels()) == 0 {
+		return fmt.Errorf("model %s has no intents (no classification head): kefu serve needs an intent model", modelDir)
+	}
+	// The language detector loads its models on first use (seconds): pay that before serving,
+	// not on a customer's first message.
+	t0 := time.Now()
+	nlu.DetectLanguage("warm up the language models")
+	m.Log.Info("language detector ready", "seconds", time.Since(t0).Round(time.Millisecond).Seconds())
 
 	kb := retrieval.NewStore(pool, m.model, cfg.KBThreshold, m.Log)
 	queue := handoff.NewQueue(pool, m.Log)

@@ -1,0 +1,96 @@
+package nlu
+
+import (
+	"context"
+	"runtime"
+
+	"github.com/kefu-dev/kefu"
+)
+
+// maxBatch is the most messages one model run takes. Customer messages are short, so a batch
+// of 32 pads little and amortises ONNX Runtime's per-run cost.
+const maxBatch = 32
+
+// Micro-batching: Understand puts its message on a queue; one worker per core takes the first
+// message waiting and every other message already queued (up to maxBatch), and runs them as
+// one batch. An idle classifier therefore runs a lone message at once, with no added wait,
+// while a busy one answers many messages per run.
+type classifyRequest struct {
+	ctx  context.Context
+	text string
+	done chan classifyReply // buffered: a worker never blocks on a caller that gave up
+}
+
+type classifyReply struct {
+	logits []float32
+	err    error
+}
+
+func (c *Classifier) startBatching() {
+	c.queue = make(chan classifyRequest, 4*maxBatch*runtime.NumCPU())
+	c.stop = make(chan struct{})
+	for range runtime.NumCPU() {
+		c.workers.Go(c.batchWorker)
+	}
+}
+
+// classify returns the logits of one text, computed in a micro-batch.
+func (c *Classifier) classify(ctx context.Context, text string) ([]float32, error) {
+	r := classifyRequest{ctx: ctx, text: text, done: make(chan classifyReply, 1)}
+	select {
+	case c.queue <- r:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-c.stop:
+		return nil, kefu.Errorf("nlu.Understand", kefu.Unavailable, "the classifier is closed")
+	}
+	select {
+	case rep := <-r.done:
+		return rep.logits, rep.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (c *Classifier) batchWorker() {
+	batch := make([]classifyRequest, 0, maxBatch)
+	texts := make([]string, 0, maxBatch)
+	for {
+		batch, texts = batch[:0], texts[:0]
+		select {
+		case r := <-c.queue:
+			batch = append(batch, r)
+		case <-c.stop:
+			return
+		}
+	gather:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-c.queue:
+				batch = append(batch, r)
+			default:
+				break gather
+			}
+		}
+		live := batch[:0]
+		for _, r := range batch {
+			if err := r.ctx.Err(); err != nil {
+				r.done <- classifyReply{err: err}
+				continue
+			}
+			live = append(live, r)
+			texts = append(texts, r.text)
+		}
+		if len(live) == 0 {
+			continue
+		}
+		logits, _, err := c.run(context.Background(), texts)
+		for i, r := range live {
+			if err != nil {
+				r.done <- classifyReply{err: err}
+			} else {
+				r.done <- classifyReply{logits: logits[i]}
+			}
+		}
+	}
+}
