@@ -141,6 +141,24 @@ func TestEngine(t *testing.T) {
 		}
 	})
 
+	t.Run("EntitiesStoredWithTheMessage", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		s := newSession(t, b)
+		r := say(t, b, s, "订单号 SO20261127001 还没到，电话 13812345678")
+		types := map[string]string{}
+		for _, e := range r.Customer.Meta.Entities {
+			types[e.Type] = e.Value
+		}
+		if types["order_number"] != "SO20261127001" || types["phone"] != "+8613812345678" {
+			t.Fatalf("entities = %+v", r.Customer.Meta.Entities)
+		}
+		msgs, err := b.engine.Messages(t.Context(), s.ID, 1, 1)
+		if err != nil || len(msgs) != 1 || len(msgs[0].Meta.Entities) != 2 {
+			t.Fatalf("stored entities = %+v, %v", msgs, err)
+		}
+	})
+
 	t.Run("ResendIsIdempotent", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -38,7 +39,7 @@ func (e *Engine) think(ctx context.Context, body string) (*plan, error) {
 	}
 	p := &plan{result: res, language: res.Language}
 	p.understood = Meta{Intent: res.Intent, Confidence: res.Confidence, OutOfScope: res.OutOfScope,
-		Language: res.Language, ModelVersion: res.ModelVersion}
+		Language: res.Language, ModelVersion: res.ModelVersion, Entities: nlu.Extract(body, time.Now())}
 	p.askedHuman = askHuman.MatchString(body) ||
 		(res.Intent == "human_agent" && res.Confidence >= e.cfg.MinIntentConfidence)
 	if !p.askedHuman && !e.smallTalk(res) {

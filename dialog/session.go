@@ -15,6 +15,7 @@ import (
 
 	"github.com/kefu-dev/kefu"
 	"github.com/kefu-dev/kefu/internal/migrate"
+	"github.com/kefu-dev/kefu/nlu"
 	"github.com/kefu-dev/kefu/retrieval"
 )
 
@@ -61,6 +62,7 @@ type Meta struct {
 	OutOfScope   bool               `json:"out_of_scope,omitempty"`
 	Language     string             `json:"language,omitempty"`
 	ModelVersion string             `json:"model_version,omitempty"`
+	Entities     []nlu.Entity       `json:"entities,omitempty"`
 	Sources      []retrieval.Source `json:"sources,omitempty"`
 	Score        float64            `json:"score,omitempty"`
 	QuickReplies []string           `json:"quick_replies,omitempty"`

@@ -126,7 +126,8 @@
       if (m.role === "customer" && meta.intent) {
         const s = document.createElement("span");
         s.className = "meta";
-        s.textContent = "intent " + meta.intent + " · " + Math.round((meta.confidence || 0) * 100) + "% · " + (meta.language || "");
+        s.textContent = "intent " + meta.intent + " · " + Math.round((meta.confidence || 0) * 100) + "% · " + (meta.language || "") +
+          (meta.entities || []).map((e) => " · " + e.type + "=" + e.value).join("");
         li.appendChild(s);
       }
       for (const src of meta.sources || []) {
