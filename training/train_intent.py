@@ -204,7 +204,8 @@ class Encoder(nn.Module):
     def __init__(self, vocab, n_intents, n_entries, hidden, layers, heads, max_len, drop, ngram_buckets=0):
         super().__init__()
         self.tok = nn.Embedding(vocab, hidden)
-        self.ngram = nn.Embedding(ngram_buckets + 1, hidden, padding_idx=0) if ngram_buckets else None
+        # Sparse gradients: a step touches only the n-grams of its batch, not the whole table.
+        self.ngram = nn.Embedding(ngram_buckets + 1, hidden, padding_idx=0, sparse=True) if ngram_buckets else None
         self.pos = nn.Embedding(max_len, hidden)
         self.ln = nn.LayerNorm(hidden, eps=1e-12)
         self.drop = nn.Dropout(drop)
@@ -265,11 +266,25 @@ class ExportNgrams(Export):
 
 # ----------------------------------------------------------------------------- training
 
+_CACHE = {}
+
+
+def _cached(tok, text, max_len, buckets):
+    """Token ids and n-gram ids of a text, computed once: every epoch sees the same texts."""
+    key = (text, max_len, buckets)
+    hit = _CACHE.get(key)
+    if hit is None:
+        hit = (tok.encode(text, max_len), kt.ngram_ids(text, buckets) if buckets else [])
+        if len(_CACHE) < 500000:
+            _CACHE[key] = hit
+    return hit
+
+
 def encode_batch(texts, tok, max_len, rnd=None, drop=0.0, buckets=0):
     """ids, mask and (with buckets) hashed character n-grams of a batch of texts."""
     seqs = []
     for t in texts:
-        ids = tok.encode(t, max_len)
+        ids = _cached(tok, t, max_len, buckets)[0]
         if rnd is not None and drop > 0 and len(ids) > 4:
             keep = [ids[0]] + [i for i in ids[1:-1] if rnd.random() >= drop] + [ids[-1]]
             if len(keep) > 2:
@@ -283,7 +298,7 @@ def encode_batch(texts, tok, max_len, rnd=None, drop=0.0, buckets=0):
         mask[i, :len(s)] = 1
     if not buckets:
         return ids, mask, None
-    grams = [kt.ngram_ids(t, buckets) or [0] for t in texts]
+    grams = [_cached(tok, t, max_len, buckets)[1] or [0] for t in texts]
     if rnd is not None and drop > 0:
         grams = [[g for g in gs if rnd.random() >= drop] or gs for gs in grams]
     ng = torch.zeros(len(grams), max(len(g) for g in grams), dtype=torch.long)
@@ -307,13 +322,36 @@ def logits_of(model, texts, tok, max_len, buckets=0):
     return res
 
 
+class Optimizer:
+    """AdamW for dense parameters and SparseAdam for the n-gram table (sparse gradients), both
+    on a one-cycle schedule; step() also advances the schedule."""
+
+    def __init__(self, model, lr, steps):
+        sparse = [model.ngram.weight] if model.ngram is not None else []
+        dense = [p for p in model.parameters() if all(p is not q for q in sparse)]
+        self.opts = [torch.optim.AdamW(dense, lr=lr, weight_decay=0.01, foreach=True)]
+        if sparse:
+            self.opts.append(torch.optim.SparseAdam(sparse, lr=lr))
+        self.scheds = [torch.optim.lr_scheduler.OneCycleLR(o, max_lr=lr, total_steps=steps, pct_start=0.1)
+                       for o in self.opts]
+
+    def zero_grad(self):
+        for o in self.opts:
+            o.zero_grad(set_to_none=True)
+
+    def step(self):
+        for o in self.opts:
+            o.step()
+        for sc in self.scheds:
+            sc.step()
+
+
 def pretrain(model, texts, tok, args, rnd):
     """Masked-language modelling on all the text at hand."""
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     mask_id = tok.ids[kt.MASK]
     n_vocab = len(tok.vocab)
     steps = args.pretrain_epochs * math.ceil(len(texts) / args.batch)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=max(steps, 1), pct_start=0.1)
+    opt = Optimizer(model, args.lr, max(steps, 1))
     started = time.time()
     for epoch in range(args.pretrain_epochs):
         model.train()
@@ -337,7 +375,6 @@ def pretrain(model, texts, tok, args, rnd):
             opt.zero_grad()
             loss.backward()
             opt.step()
-            sched.step()
             total, n = total + loss.item(), n + 1
         log("pretrain epoch", n=f"{epoch + 1}/{args.pretrain_epochs}", mlm_loss=f"{total / max(n, 1):.3f}",
             elapsed=f"{time.time() - started:.0f}s")
@@ -480,10 +517,9 @@ def main():
     if args.pretrain_epochs:
         pretrain(model, [r[0] for r in train] + [r[0] for r in kb_rows] + kb_texts + extra, tok, args, rnd)
 
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     per_epoch = len(train) + (args.extra_oos_per_epoch if extra else 0)
     steps = args.epochs * (math.ceil(per_epoch / args.batch) + math.ceil(len(kb_rows) / args.batch))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=max(steps, 1), pct_start=0.1)
+    opt = Optimizer(model, args.lr, max(steps, 1))
     yv = torch.tensor([label_ids[r[1]] for r in val])
     val_texts = [r[0] for r in val]
     for epoch in range(args.epochs):
@@ -501,7 +537,6 @@ def main():
             opt.zero_grad()
             loss.backward()
             opt.step()
-            sched.step()
             total, n = total + loss.item(), n + 1
         if kb_rows:
             kb = kb_rows[:]
@@ -515,14 +550,13 @@ def main():
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                sched.step()
-        if epoch % 5 == 4 or epoch == args.epochs - 1:
-            vl = logits_of(model, val_texts, tok, args.max_len, args.ngram_buckets)
-            m = metrics(vl.softmax(-1), yv, labels, 0.0)
-            el = time.time() - started
-            log("epoch", n=f"{epoch + 1}/{args.epochs}", loss=f"{total / max(n, 1):.4f}", val_acc=m["accuracy"],
-                val_oos_recall=m.get("oos_recall", "-"), elapsed=f"{el:.0f}s",
-                eta=f"{el / (epoch + 1) * (args.epochs - epoch - 1):.0f}s")
+        # progress every epoch: validation accuracy so far and the time left
+        vl = logits_of(model, val_texts, tok, args.max_len, args.ngram_buckets)
+        m = metrics(vl.softmax(-1), yv, labels, 0.0)
+        el = time.time() - started
+        log("epoch", n=f"{epoch + 1}/{args.epochs}", loss=f"{total / max(n, 1):.4f}", val_acc=m["accuracy"],
+            val_oos_recall=m.get("oos_recall", "-"), elapsed=f"{el:.0f}s",
+            eta=f"{el / (epoch + 1) * (args.epochs - epoch - 1):.0f}s")
 
     vl = logits_of(model, val_texts, tok, args.max_len, args.ngram_buckets)
     temp = fit_temperature(vl, yv)

@@ -103,10 +103,14 @@ func readLabelled(path, oosLabel string) ([]labelled, error) {
 		if err == io.EOF {
 			break
 		}
-		line, _ := r.FieldPos(0)
 		if err != nil {
-			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
+			var pe *csv.ParseError
+			if errors.As(err, &pe) {
+				return nil, fmt.Errorf("%s:%d: %v", path, pe.StartLine, pe.Err)
+			}
+			return nil, fmt.Errorf("%s: %w", path, err)
 		}
+		line, _ := r.FieldPos(0)
 		if len(rec) <= max(ti, ii) || strings.TrimSpace(rec[ti]) == "" {
 			return nil, fmt.Errorf("%s:%d: empty text or missing column", path, line)
 		}
