@@ -23,6 +23,8 @@ type classifyRequest struct {
 
 type classifyReply struct {
 	logits []float32
+	sim    float32 // cosine to the nearest intent centroid, when hasSim
+	hasSim bool
 	err    error
 }
 
@@ -35,20 +37,20 @@ func (c *Classifier) startBatching() {
 }
 
 // classify returns the logits of one text, computed in a micro-batch.
-func (c *Classifier) classify(ctx context.Context, text string) ([]float32, error) {
+func (c *Classifier) classify(ctx context.Context, text string) (classifyReply, error) {
 	r := classifyRequest{ctx: ctx, text: text, done: make(chan classifyReply, 1)}
 	select {
 	case c.queue <- r:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return classifyReply{}, ctx.Err()
 	case <-c.stop:
-		return nil, kefu.Errorf("nlu.Understand", kefu.Unavailable, "the classifier is closed")
+		return classifyReply{}, kefu.Errorf("nlu.Understand", kefu.Unavailable, "the classifier is closed")
 	}
 	select {
 	case rep := <-r.done:
-		return rep.logits, rep.err
+		return rep, rep.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return classifyReply{}, ctx.Err()
 	}
 }
 
@@ -84,12 +86,15 @@ func (c *Classifier) batchWorker() {
 		if len(live) == 0 {
 			continue
 		}
-		logits, _, err := c.run(context.Background(), texts)
+		out, err := c.run(context.Background(), texts)
 		for i, r := range live {
-			if err != nil {
+			switch {
+			case err != nil:
 				r.done <- classifyReply{err: err}
-			} else {
-				r.done <- classifyReply{logits: logits[i]}
+			case out.sim != nil:
+				r.done <- classifyReply{logits: out.logits[i], sim: out.sim[i], hasSim: true}
+			default:
+				r.done <- classifyReply{logits: out.logits[i]}
 			}
 		}
 	}

@@ -38,6 +38,9 @@ type Meta struct {
 	// NgramBuckets is the number of hashed character n-gram ids the model's ngram_ids input
 	// takes (0: the model has no such input).
 	NgramBuckets int `json:"ngram_buckets,omitempty"`
+	// SimilarityThreshold: a message whose intent_similarity (cosine to the nearest intent
+	// centroid) is under it is out of scope. Chosen on validation data; 0 turns it off.
+	SimilarityThreshold float64 `json:"similarity_threshold,omitempty"`
 }
 
 // Scored is an intent and its calibrated probability.
@@ -64,6 +67,7 @@ type Classifier struct {
 	session *ort.DynamicAdvancedSession
 	feeds   []feed // what each of the session's inputs gets, in order
 	logits  int    // index of the logits output, -1 when there is none
+	sim     int    // index of the intent_similarity output, -1 when there is none
 	embed   int    // index of the output the sentence embedding comes from, -1 when none
 	pooling pooling
 	dim     int
@@ -194,7 +198,7 @@ func open(path string, meta Meta, tok *Tokenizer, labels []string, labelsFrom, m
 	if err != nil {
 		return nil, loadError(kefu.Invalid, err, "%s cannot be read by ONNX Runtime", path)
 	}
-	c := &Classifier{meta: meta, tok: tok, logits: -1, embed: -1, slots: make(chan struct{}, runtime.NumCPU())}
+	c := &Classifier{meta: meta, tok: tok, logits: -1, embed: -1, sim: -1, slots: make(chan struct{}, runtime.NumCPU())}
 
 	var inNames, unknown []string
 	seen := map[feed]bool{}
@@ -266,6 +270,15 @@ func open(path string, meta Meta, tok *Tokenizer, labels []string, labelsFrom, m
 		c.embed, c.pooling, c.dim = len(outNames), e.pool, int(o.Dimensions[rank-1]) // -1 when dynamic: the probe finds it
 		outNames = append(outNames, o.Name)
 		break
+	}
+	// Kefu's models may add the cosine of the embedding to the nearest intent centroid, which
+	// Understand compares with meta.SimilarityThreshold to find out-of-scope messages.
+	if o, ok := byName["intent_similarity"]; ok && c.logits >= 0 {
+		if err := wantFloat(o, 1, "[batch]"); err != nil {
+			return nil, err
+		}
+		c.sim = len(outNames)
+		outNames = append(outNames, o.Name)
 	}
 	if len(outNames) == 0 {
 		return nil, loadError(kefu.Invalid, nil, "%s has none of the outputs nlu reads: logits, embedding, last_hidden_state, pooler_output (its outputs: %s)", path, names(outs))
@@ -356,7 +369,7 @@ func (c *Classifier) runAllocated(seq []int64) ([]ort.Value, error) {
 		return nil, err
 	}
 	defer destroy(in)
-	outs := make([]ort.Value, max(c.logits, c.embed)+1)
+	outs := make([]ort.Value, max(c.logits, c.embed, c.sim)+1)
 	return outs, c.session.Run(in, outs)
 }
 
@@ -461,11 +474,11 @@ func (c *Classifier) Understand(ctx context.Context, text string) (Result, error
 	if c.logits < 0 {
 		return Result{}, kefu.Errorf("nlu.Understand", kefu.Invalid, "model %s has no classification head (no logits output): it can embed text but not classify intents", c.meta.Version)
 	}
-	logits, err := c.classify(ctx, text)
+	rep, err := c.classify(ctx, text)
 	if err != nil {
 		return Result{}, err
 	}
-	probs := softmax(logits, c.meta.Temperature)
+	probs := softmax(rep.logits, c.meta.Temperature)
 	order := make([]int, len(probs))
 	for i := range order {
 		order[i] = i
@@ -476,7 +489,8 @@ func (c *Classifier) Understand(ctx context.Context, text string) (Result, error
 		res.Ranking = append(res.Ranking, Scored{Intent: c.labels[i], Confidence: probs[i]})
 	}
 	res.Intent, res.Confidence = res.Ranking[0].Intent, res.Ranking[0].Confidence
-	if res.Intent == OutOfScope || res.Confidence < c.meta.Threshold {
+	if res.Intent == OutOfScope || res.Confidence < c.meta.Threshold ||
+		(rep.hasSim && float64(rep.sim) < c.meta.SimilarityThreshold) {
 		res.OutOfScope = true
 		res.Intent = OutOfScope
 	}
@@ -491,11 +505,11 @@ func (c *Classifier) Embed(ctx context.Context, texts []string) ([][]float32, er
 	}
 	var out [][]float32
 	for i := 0; i < len(texts); i += 32 {
-		_, emb, err := c.run(ctx, texts[i:min(i+32, len(texts))])
+		r, err := c.run(ctx, texts[i:min(i+32, len(texts))])
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, emb...)
+		out = append(out, r.emb...)
 	}
 	return out, nil
 }
@@ -508,12 +522,19 @@ func (c *Classifier) EmbedderID() string { return "onnx:" + c.meta.Version }
 
 // run returns the logits (nil without a classification head) and the sentence embeddings (nil
 // without an embedding output) of texts.
-func (c *Classifier) run(ctx context.Context, texts []string) (logits [][]float32, emb [][]float32, err error) {
+// runOutput is what one run gives for each text.
+type runOutput struct {
+	logits [][]float32 // nil without a classification head
+	emb    [][]float32 // nil without an embedding output
+	sim    []float32   // nil without an intent_similarity output
+}
+
+func (c *Classifier) run(ctx context.Context, texts []string) (out runOutput, err error) {
 	select {
 	case c.slots <- struct{}{}:
 		defer func() { <-c.slots }()
 	case <-ctx.Done():
-		return nil, nil, ctx.Err()
+		return out, ctx.Err()
 	}
 	seqs := make([][]int64, len(texts))
 	for i, t := range texts {
@@ -528,15 +549,15 @@ func (c *Classifier) run(ctx context.Context, texts []string) (logits [][]float3
 	}
 	in, width, err := c.inputs(seqs, grams)
 	if err != nil {
-		return nil, nil, fmt.Errorf("nlu: %w", err)
+		return out, fmt.Errorf("nlu: %w", err)
 	}
 	defer destroy(in)
 	n := len(texts)
-	outs := make([]ort.Value, max(c.logits, c.embed)+1)
+	outs := make([]ort.Value, max(c.logits, c.embed, c.sim)+1)
 	defer destroy(outs)
 	if c.logits >= 0 {
 		if outs[c.logits], err = ort.NewEmptyTensor[float32](ort.NewShape(int64(n), int64(len(c.labels)))); err != nil {
-			return nil, nil, fmt.Errorf("nlu: %w", err)
+			return out, fmt.Errorf("nlu: %w", err)
 		}
 	}
 	if c.embed >= 0 {
@@ -545,23 +566,31 @@ func (c *Classifier) run(ctx context.Context, texts []string) (logits [][]float3
 			shape = ort.NewShape(int64(n), int64(width), int64(c.dim))
 		}
 		if outs[c.embed], err = ort.NewEmptyTensor[float32](shape); err != nil {
-			return nil, nil, fmt.Errorf("nlu: %w", err)
+			return out, fmt.Errorf("nlu: %w", err)
+		}
+	}
+	if c.sim >= 0 {
+		if outs[c.sim], err = ort.NewEmptyTensor[float32](ort.NewShape(int64(n))); err != nil {
+			return out, fmt.Errorf("nlu: %w", err)
 		}
 	}
 	if err := c.session.Run(in, outs); err != nil {
-		return nil, nil, fmt.Errorf("nlu: run: %w", err)
+		return out, fmt.Errorf("nlu: run: %w", err)
 	}
 	if c.logits >= 0 {
 		ld := outs[c.logits].(*ort.Tensor[float32]).GetData()
-		logits = make([][]float32, n)
+		out.logits = make([][]float32, n)
 		for i := range n {
-			logits[i] = append([]float32(nil), ld[i*len(c.labels):(i+1)*len(c.labels)]...)
+			out.logits[i] = append([]float32(nil), ld[i*len(c.labels):(i+1)*len(c.labels)]...)
 		}
 	}
 	if c.embed >= 0 {
-		emb = c.pool(outs[c.embed].(*ort.Tensor[float32]).GetData(), seqs, width)
+		out.emb = c.pool(outs[c.embed].(*ort.Tensor[float32]).GetData(), seqs, width)
 	}
-	return logits, emb, nil
+	if c.sim >= 0 {
+		out.sim = append([]float32(nil), outs[c.sim].(*ort.Tensor[float32]).GetData()...)
+	}
+	return out, nil
 }
 
 // inputs makes the model's input tensors for seqs, padded to the longest, and returns that

@@ -246,19 +246,28 @@ func isPunct(r rune) bool {
 	return unicode.IsPunct(r)
 }
 
-// NGrams returns the hashed character n-grams (3 to 5 characters) of every word of text, with
-// < and > marking each word's ends, as ids 1..buckets (0 is padding), at most 256 of them. The
-// words are those of the WordPiece pre-tokenizer; the ids are FNV-1a (32 bit) of the n-gram's
-// UTF-8 bytes modulo buckets, plus one: training/kefu_tokenizer.py's ngram_ids, which the
-// golden vectors check.
+// NGrams returns hashed features of text as ids 1..buckets (0 is padding), at most 256: the
+// character n-grams (3 to 5 characters) of every word, with < and > marking the word's ends,
+// then every pair of neighbouring words joined by a space. The words are those of the
+// WordPiece pre-tokenizer; an id is FNV-1a (32 bit) of the feature's UTF-8 bytes modulo
+// buckets, plus one: training/kefu_tokenizer.py's ngram_ids, which the golden vectors check.
 func (t *Tokenizer) NGrams(text string, buckets int) []int64 {
 	const lo, hi, maxGrams = 3, 5, 256
 	if buckets <= 0 {
 		return nil
 	}
+	hash := func(b []byte) int64 {
+		h := uint32(2166136261)
+		for _, c := range b {
+			h ^= uint32(c)
+			h *= 16777619
+		}
+		return 1 + int64(h%uint32(buckets))
+	}
 	var out []int64
 	var buf []byte
-	for _, w := range t.basic(text) {
+	words := t.basic(text)
+	for _, w := range words {
 		s := make([]rune, 0, len(w)+2)
 		s = append(append(append(s, '<'), []rune(w)...), '>')
 		for n := lo; n <= hi; n++ {
@@ -267,16 +276,16 @@ func (t *Tokenizer) NGrams(text string, buckets int) []int64 {
 				for _, r := range s[i : i+n] {
 					buf = utf8.AppendRune(buf, r)
 				}
-				h := uint32(2166136261)
-				for _, b := range buf {
-					h ^= uint32(b)
-					h *= 16777619
-				}
-				out = append(out, 1+int64(h%uint32(buckets)))
-				if len(out) == maxGrams {
+				if out = append(out, hash(buf)); len(out) == maxGrams {
 					return out
 				}
 			}
+		}
+	}
+	for i := 0; i+1 < len(words); i++ {
+		buf = append(append(append(buf[:0], words[i]...), ' '), words[i+1]...)
+		if out = append(out, hash(buf)); len(out) == maxGrams {
+			return out
 		}
 	}
 	return out

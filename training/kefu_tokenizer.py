@@ -176,15 +176,21 @@ def fnv1a32(data):
 
 
 def ngram_ids(text, buckets, lo=3, hi=5, max_ngrams=256):
-    """Hashed character n-grams (lo..hi characters) of every word, with < and > marking the
-    word's ends, as ids 1..buckets (0 is padding); the Go tokenizer computes the same ids.
-    CJK words are single characters, so their n-grams are "<字>" pieces."""
+    """Hashed features of text as ids 1..buckets (0 is padding): the character n-grams (lo..hi
+    characters) of every word with < and > marking the word's ends, then every pair of
+    neighbouring words joined by a space. The Go tokenizer computes the same ids. CJK words
+    are single characters, so their n-grams are "<字>" pieces and their pairs are bigrams."""
     out = []
-    for w in basic_tokens(text):
+    words = basic_tokens(text)
+    for w in words:
         s = "<" + w + ">"
         for n in range(lo, hi + 1):
             for i in range(0, len(s) - n + 1):
                 out.append(1 + fnv1a32(s[i:i + n].encode("utf-8")) % buckets)
                 if len(out) == max_ngrams:
                     return out
+    for a, b in zip(words, words[1:]):
+        out.append(1 + fnv1a32((a + " " + b).encode("utf-8")) % buckets)
+        if len(out) == max_ngrams:
+            return out
     return out

@@ -264,6 +264,20 @@ class ExportNgrams(Export):
         return self.enc.intent(p), F.normalize(p, dim=-1)
 
 
+class ExportSim(nn.Module):
+    """Adds intent_similarity: the cosine of the embedding to the nearest intent centroid."""
+
+    def __init__(self, enc, centroids, ngrams):
+        super().__init__()
+        self.enc, self.ngrams = enc, ngrams
+        self.register_buffer("centroids", centroids)
+
+    def forward(self, input_ids, attention_mask, ngram_ids=None):
+        p = self.enc.pooled(input_ids, attention_mask, ngram_ids)
+        e = F.normalize(p, dim=-1)
+        return self.enc.intent(p), e, (e @ self.centroids.t()).max(-1).values
+
+
 # ----------------------------------------------------------------------------- training
 
 _CACHE = {}
@@ -346,6 +360,53 @@ class Optimizer:
             sc.step()
 
 
+@torch.no_grad()
+def embeddings_of(model, texts, tok, max_len, buckets=0):
+    model.eval()
+    out = torch.zeros(len(texts), model.tok.weight.shape[1])
+    for i in range(0, len(texts), 256):
+        ids, mask, ng = encode_batch(texts[i:i + 256], tok, max_len, buckets=buckets)
+        out[i:i + 256] = model(ids, mask, ng)[1]
+    return out
+
+
+def centroids_of(emb, labels, names):
+    """The normalised mean embedding of each in-scope intent (zeros for out_of_scope)."""
+    c = torch.zeros(len(names), emb.shape[1])
+    for i, n in enumerate(names):
+        sel = labels == i
+        if n != OOS and sel.any():
+            c[i] = F.normalize(emb[sel].mean(0), dim=0)
+    return c
+
+
+def choose_thresholds(probs, sim, labels, names, floor=0.0):
+    """Out-of-scope thresholds on validation data: with a recall floor, the highest in-scope
+    accuracy whose out-of-scope recall reaches the floor; else the best mean of in-scope
+    accuracy and out-of-scope recall. A message is out of scope when the out_of_scope class wins, its
+    confidence is under t_conf, or its similarity to the nearest intent centroid is under
+    t_sim (0 turns that test off)."""
+    oos = names.index(OOS)
+    conf, pred = probs.max(-1)
+    ins, out = labels != oos, labels == oos
+    best = (0.0, 0.0, -1.0)
+    for ts in [0.0] + [x / 100 for x in range(20, 96, 2)]:
+        for tc in [x / 100 for x in range(0, 96, 2)]:
+            p = pred.clone()
+            p[(conf < tc) | (sim < ts)] = oos
+            acc = (p[ins] == labels[ins]).float().mean().item()
+            rec = (p[out] == oos).float().mean().item() if out.any() else 0.0
+            # With a recall floor: the best in-scope accuracy among thresholds that reach it
+            # (ranked above every threshold that does not); without: the balanced mean.
+            if floor > 0:
+                score = acc + (1.0 if rec >= floor else rec - floor)
+            else:
+                score = (acc + rec) / 2
+            if score > best[2] + 1e-9:
+                best = (tc, ts, score)
+    return best[0], best[1]
+
+
 def pretrain(model, texts, tok, args, rnd):
     """Masked-language modelling on all the text at hand."""
     mask_id = tok.ids[kt.MASK]
@@ -380,7 +441,7 @@ def pretrain(model, texts, tok, args, rnd):
             elapsed=f"{time.time() - started:.0f}s")
 
 
-def metrics(probs, labels, label_names, threshold):
+def metrics(probs, labels, label_names, threshold, sim=None, sim_threshold=0.0):
     """Accuracy on in-scope examples, out-of-scope precision/recall, macro-F1 over all classes,
     expected calibration error (15 bins) of the top-1 confidence."""
     oos = label_names.index(OOS) if OOS in label_names else None
@@ -388,6 +449,8 @@ def metrics(probs, labels, label_names, threshold):
     pred = pred.clone()
     if oos is not None:
         pred[conf < threshold] = oos
+        if sim is not None and sim_threshold > 0:
+            pred[sim < sim_threshold] = oos
     y = labels
     res = {}
     ins = (y != oos) if oos is not None else torch.ones_like(y, dtype=torch.bool)
@@ -475,6 +538,8 @@ def main():
     ap.add_argument("--piece-drop", type=float, default=0.1, help="augmentation: share of pieces dropped from an example")
     ap.add_argument("--label-smoothing", type=float, default=0.1)
     ap.add_argument("--threshold-objective", choices=["balanced", "accuracy"], default="balanced")
+    ap.add_argument("--oos-recall-floor", type=float, default=0.0,
+                    help="choose the out-of-scope thresholds for the best in-scope accuracy at this validation recall")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     ap.add_argument("--version", default="")
@@ -561,14 +626,25 @@ def main():
     vl = logits_of(model, val_texts, tok, args.max_len, args.ngram_buckets)
     temp = fit_temperature(vl, yv)
     probs = (vl / temp).softmax(-1)
-    threshold = choose_threshold(probs, yv, labels, args.threshold_objective)
-    val_m = metrics(probs, yv, labels, threshold)
-    log("calibrated", temperature=temp, threshold=threshold, **{"val_" + k: v for k, v in val_m.items()})
+    cents = centroids_of(embeddings_of(model, [r[0] for r in train], tok, args.max_len, args.ngram_buckets),
+                         torch.tensor([label_ids[r[1]] for r in train]), labels)
+    sim_threshold = 0.0
+    if OOS in labels and args.threshold_objective == "balanced":
+        vsim = (embeddings_of(model, val_texts, tok, args.max_len, args.ngram_buckets) @ cents.t()).max(-1).values
+        threshold, sim_threshold = choose_thresholds(probs, vsim, yv, labels, args.oos_recall_floor)
+    else:
+        vsim = None
+        threshold = choose_threshold(probs, yv, labels, args.threshold_objective)
+    val_m = metrics(probs, yv, labels, threshold, vsim, sim_threshold)
+    log("calibrated", temperature=temp, threshold=threshold, sim_threshold=sim_threshold,
+        **{"val_" + k: v for k, v in val_m.items()})
     test_m = None
     if test:
+        test_texts = [r[0] for r in test]
         yt = torch.tensor([label_ids.get(r[1], label_ids.get(OOS, 0)) for r in test])
-        tp = (logits_of(model, [r[0] for r in test], tok, args.max_len, args.ngram_buckets) / temp).softmax(-1)
-        test_m = metrics(tp, yt, labels, threshold)
+        tp = (logits_of(model, test_texts, tok, args.max_len, args.ngram_buckets) / temp).softmax(-1)
+        tsim = (embeddings_of(model, test_texts, tok, args.max_len, args.ngram_buckets) @ cents.t()).max(-1).values
+        test_m = metrics(tp, yt, labels, threshold, tsim, sim_threshold)
         log("test (reported, never tuned on)", **test_m)
 
     os.makedirs(args.out, exist_ok=True)
@@ -576,14 +652,19 @@ def main():
     ids, mask, ng = encode_batch(["你好 hello"], tok, args.max_len, buckets=args.ngram_buckets)
     axes = {"input_ids": {0: "batch", 1: "seq"}, "attention_mask": {0: "batch", 1: "seq"},
             "logits": {0: "batch"}, "embedding": {0: "batch"}}
+    names_in = ["input_ids", "attention_mask"] + (["ngram_ids"] if args.ngram_buckets else [])
+    names_out = ["logits", "embedding"]
+    inputs = (ids, mask, ng) if args.ngram_buckets else (ids, mask)
     if args.ngram_buckets:
-        torch.onnx.export(ExportNgrams(model), (ids, mask, ng), os.path.join(args.out, "model.onnx"),
-                          input_names=["input_ids", "attention_mask", "ngram_ids"], output_names=["logits", "embedding"],
-                          dynamic_axes={**axes, "ngram_ids": {0: "batch", 1: "grams"}}, opset_version=14)
+        axes["ngram_ids"] = {0: "batch", 1: "grams"}
+    if sim_threshold > 0:
+        exp = ExportSim(model, cents[[i for i, n in enumerate(labels) if n != OOS]], bool(args.ngram_buckets))
+        names_out.append("intent_similarity")
+        axes["intent_similarity"] = {0: "batch"}
     else:
-        torch.onnx.export(Export(model), (ids, mask), os.path.join(args.out, "model.onnx"),
-                          input_names=["input_ids", "attention_mask"], output_names=["logits", "embedding"],
-                          dynamic_axes=axes, opset_version=14)
+        exp = ExportNgrams(model) if args.ngram_buckets else Export(model)
+    torch.onnx.export(exp, inputs, os.path.join(args.out, "model.onnx"), input_names=names_in,
+                      output_names=names_out, dynamic_axes=axes, opset_version=14)
     tok.save(os.path.join(args.out, "vocab.txt"))
     with open(os.path.join(args.out, "labels.json"), "w", encoding="utf-8") as f:
         json.dump(labels, f, ensure_ascii=False, indent=1)
@@ -598,7 +679,7 @@ def main():
         "data_sha256": h.hexdigest(),
         "max_len": args.max_len, "hidden": args.hidden, "layers": args.layers, "heads": args.heads,
         "vocab_size": len(tok.vocab), "ngram_buckets": args.ngram_buckets, "epochs": args.epochs, "pretrain_epochs": args.pretrain_epochs,
-        "seed": args.seed, "temperature": temp, "threshold": threshold,
+        "seed": args.seed, "temperature": temp, "threshold": threshold, "similarity_threshold": sim_threshold,
         "out_of_scope": OOS if OOS in labels else "",
         "train_seconds": round(time.time() - started),
         "metrics": {"val": val_m, "test": test_m, "train_examples": len(train)},
