@@ -4,6 +4,7 @@
 //	kefu migrate    apply database migrations and exit
 //	kefu pg start|stop|url   manage the private PostgreSQL cluster
 //	kefu nlu train|eval|bench  train an intent model, measure it, time it
+//	kefu flows check DIR       check dialog flow files
 //
 // Run `kefu <command> -h` for the flags of each command; every flag also has an environment
 // variable, listed in the README.
@@ -56,10 +57,12 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 		return pgCmd(ctx, args, log)
 	case "nlu":
 		return nluCmd(ctx, args, log)
+	case "flows":
+		return flowsCmd(ctx, args, log)
 	case "help", "-h", "--help":
-		fmt.Fprintln(os.Stderr, "usage: kefu [serve|migrate|pg|nlu] [flags]")
+		fmt.Fprintln(os.Stderr, "usage: kefu [serve|migrate|pg|nlu|flows] [flags]")
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q (want serve, migrate, pg or nlu)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, migrate, pg, nlu or flows)", cmd)
 	}
 }

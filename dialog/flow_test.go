@@ -1,0 +1,72 @@
+package dialog_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kefu-dev/kefu/dialog"
+)
+
+var demoIntents = []string{"refund", "human_agent", "greeting", "order_status"}
+
+func TestLoadFlowsDemo(t *testing.T) {
+	t.Parallel()
+	flows, err := dialog.LoadFlows("flows", demoIntents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(flows) < 2 || flows[0].Name == "" || flows[0].Version < 1 {
+		t.Fatalf("flows = %+v", flows)
+	}
+}
+
+// TestLoadFlowsErrors: each broken flow is an error naming the file and the line.
+func TestLoadFlowsErrors(t *testing.T) {
+	t.Parallel()
+	const head = "flow: f\nversion: 1\ntrigger:\n  intents: [refund]\n"
+	tests := []struct{ name, yaml, want string }{
+		{"syntax", "flow: f\nsteps: [\n", "f.yaml:"},
+		{"unknown field", head + "colour: red\nsteps:\n  - {id: a, reply: {en: hi}, end: true}\n", `unknown field "colour"`},
+		{"unknown intent", "flow: f\nversion: 1\ntrigger:\n  intents: [refnud]\nsteps:\n  - {id: a, reply: {en: hi}, end: true}\n", `f.yaml:4: unknown intent "refnud"`},
+		{"unknown slot", head + "steps:\n  - {id: a, ask: order, next: b}\n  - {id: b, reply: {en: hi}, end: true}\n", `f.yaml:6: step "a" asks for unknown slot "order"`},
+		{"unknown step", head + "steps:\n  - {id: a, reply: {en: hi}, next: nowhere}\n", `step "a" goes to unknown step "nowhere"`},
+		{"unreachable", head + "steps:\n  - {id: a, reply: {en: hi}, end: true}\n  - {id: b, reply: {en: lost}, end: true}\n", `f.yaml:7: step "b" cannot be reached`},
+		{"cycle", head + "steps:\n  - {id: a, reply: {en: one}, next: b}\n  - {id: b, reply: {en: two}, next: a}\n", `step "a" is in a cycle with no exit`},
+		{"missing template slot", head + "steps:\n  - {id: a, reply: {en: 'order {{order_number}}'}, end: true}\n", `refers to {{order_number}}, which is no slot`},
+		{"two actions", head + "steps:\n  - {id: a, reply: {en: hi}, escalate: x, end: true}\n", "must do exactly one of"},
+		{"bad slot type", head + "slots:\n  x: {type: colour, prompt: {en: '?'}}\nsteps:\n  - {id: a, ask: x, next: b}\n  - {id: b, reply: {en: ok}, end: true}\n", `f.yaml:6: slot "x" has type "colour"`},
+		{"no version", "flow: f\ntrigger:\n  intents: [refund]\nsteps:\n  - {id: a, reply: {en: hi}, end: true}\n", "needs a version"},
+		{"dead end", head + "steps:\n  - {id: a, reply: {en: hi}}\n", "neither ends the flow nor says where to go next"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "f.yaml"), []byte(tt.yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := dialog.LoadFlows(dir, demoIntents)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("LoadFlows(%q) = %v, want an error containing %q", tt.yaml, err, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzLoadFlow(f *testing.F) {
+	seed, _ := os.ReadFile("flows/refund_request.yaml")
+	f.Add(seed)
+	f.Add([]byte("flow: f\nsteps: [{id: a, next: a}]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "f.yaml"), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		flows, err := dialog.LoadFlows(dir, nil)
+		if err == nil && len(flows) != 1 {
+			t.Fatalf("LoadFlows accepted %d flows from one file", len(flows))
+		}
+	})
+}
