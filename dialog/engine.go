@@ -2,7 +2,6 @@ package dialog
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"log/slog"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/kefu-dev/kefu"
 	"github.com/kefu-dev/kefu/handoff"
+	"github.com/kefu-dev/kefu/internal/token"
 	"github.com/kefu-dev/kefu/nlu"
 	"github.com/kefu-dev/kefu/retrieval"
 )
@@ -89,7 +89,7 @@ func (e *Engine) CreateSession(ctx context.Context, channel, language string) (S
 	if len(channel) > 32 || len(language) > 16 {
 		return Session{}, "", kefu.Errorf(op, kefu.Invalid, "channel or language is too long")
 	}
-	token, hash := newToken()
+	tok, hash := token.New()
 	var s Session
 	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `INSERT INTO dialog_session (token_hash, channel, language) VALUES ($1, $2, $3) RETURNING id, state`,
@@ -108,18 +108,17 @@ func (e *Engine) CreateSession(ctx context.Context, channel, language string) (S
 		return Session{}, "", kefu.E(op, "", err)
 	}
 	e.log.InfoContext(ctx, "session created", "session_id", s.ID, "channel", channel)
-	return s, token, nil
+	return s, tok, nil
 }
 
 // Authorize returns the session when token is its customer's token. An unknown session and a
 // wrong token are the same NotFound, so ids cannot be probed.
-func (e *Engine) Authorize(ctx context.Context, sessionID int64, token string) (Session, error) {
+func (e *Engine) Authorize(ctx context.Context, sessionID int64, bearer string) (Session, error) {
 	const op = "dialog.Authorize"
-	sum := sha256.Sum256([]byte(token))
 	var s Session
 	err := e.pool.QueryRow(ctx, `
 SELECT id, channel, language, state, coalesce(agent_id, 0), last_seq FROM dialog_session
-WHERE id = $1 AND token_hash = $2`, sessionID, sum[:]).Scan(&s.ID, &s.Channel, &s.Language, &s.State, &s.AgentID, &s.LastSeq)
+WHERE id = $1 AND token_hash = $2`, sessionID, token.Hash(bearer)).Scan(&s.ID, &s.Channel, &s.Language, &s.State, &s.AgentID, &s.LastSeq)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Session{}, kefu.Errorf(op, kefu.NotFound, "unknown session or wrong token")
 	}

@@ -2,10 +2,7 @@ package dialog
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"embed"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io/fs"
@@ -80,14 +77,6 @@ type Message struct {
 	Body      string    `json:"text"`
 	Meta      Meta      `json:"meta"`
 	CreatedAt time.Time `json:"created_at"`
-}
-
-func newToken() (token string, hash []byte) {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b) // never fails on Linux
-	token = base64.RawURLEncoding.EncodeToString(b)
-	sum := sha256.Sum256([]byte(token))
-	return token, sum[:]
 }
 
 func lockSession(ctx context.Context, tx pgx.Tx, id int64) (Session, error) {

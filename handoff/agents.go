@@ -3,7 +3,6 @@ package handoff
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
 	"encoding/base64"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/kefu-dev/kefu"
 	"github.com/kefu-dev/kefu/internal/migrate"
+	"github.com/kefu-dev/kefu/internal/token"
 )
 
 //go:embed migrations/*.sql
@@ -123,30 +123,28 @@ func (a *Agents) Login(ctx context.Context, email, password string) (string, Age
 	if !checkPassword(hash, password) {
 		return "", Agent{}, kefu.Errorf(op, kefu.Unauthorized, "wrong e-mail or password")
 	}
-	token := randomToken()
-	sum := sha256.Sum256([]byte(token))
+	tok, tokHash := token.New()
 	_, err = a.pool.Exec(ctx, "INSERT INTO handoff_token (token_hash, agent_id, expires_at) VALUES ($1, $2, $3)",
-		sum[:], ag.ID, a.now().Add(TokenTTL))
+		tokHash, ag.ID, a.now().Add(TokenTTL))
 	if err != nil {
 		return "", Agent{}, kefu.E(op, kefu.Unavailable, err)
 	}
 	a.log.InfoContext(ctx, "agent logged in", "agent_id", ag.ID)
-	return token, ag, nil
+	return tok, ag, nil
 }
 
 // Authenticate returns the agent that holds token.
-func (a *Agents) Authenticate(ctx context.Context, token string) (Agent, error) {
+func (a *Agents) Authenticate(ctx context.Context, bearer string) (Agent, error) {
 	const op = "handoff.Authenticate"
-	if token == "" {
+	if bearer == "" {
 		return Agent{}, kefu.Errorf(op, kefu.Unauthorized, "log in first")
 	}
-	sum := sha256.Sum256([]byte(token))
 	const q = `
 SELECT a.id, a.email, a.name, a.languages, a.max_chats, a.status
 FROM handoff_token t JOIN handoff_agent a ON a.id = t.agent_id
 WHERE t.token_hash = $1 AND t.expires_at > $2`
 	var ag Agent
-	err := a.pool.QueryRow(ctx, q, sum[:], a.now()).Scan(&ag.ID, &ag.Email, &ag.Name, &ag.Languages, &ag.MaxChats, &ag.Status)
+	err := a.pool.QueryRow(ctx, q, token.Hash(bearer), a.now()).Scan(&ag.ID, &ag.Email, &ag.Name, &ag.Languages, &ag.MaxChats, &ag.Status)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Agent{}, kefu.Errorf(op, kefu.Unauthorized, "the login has expired or is not valid")
 	}
@@ -171,15 +169,6 @@ func (a *Agents) SetStatus(ctx context.Context, agentID int64, status string) er
 	}
 	return nil
 }
-
-func randomToken() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// RandomToken returns a 256-bit random token, URL-safe.
-func RandomToken() string { return randomToken() }
 
 // argon2id parameters (RFC 9106's second recommendation, with less memory for small hosts).
 const (
