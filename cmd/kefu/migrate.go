@@ -5,7 +5,6 @@ import (
 	"flag"
 	"log/slog"
 
-	"github.com/kefu-dev/kefu/internal/localpg"
 	"github.com/kefu-dev/kefu/internal/migrate"
 )
 
@@ -17,28 +16,16 @@ func migrateCmd(ctx context.Context, args []string, log *slog.Logger) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if cfg.DatabaseURL == "" {
-		c, err := localpg.New(cfg.PGDir, log)
-		if err != nil {
-			return err
-		}
-		if err := c.Start(ctx); err != nil {
-			return err
-		}
-		if c.Started() { // leave a cluster that a running server uses alone
-			defer c.Stop(context.WithoutCancel(ctx)) //nolint:errcheck // logged by localpg
-		}
-		if err := c.EnsureDatabase(ctx, "kefu"); err != nil {
-			return err
-		}
-		cfg.DatabaseURL = c.URL("kefu")
+	pool, cluster, err := openDatabase(ctx, cfg, log)
+	// Stop the private cluster only when this command started it: leave one a running
+	// server uses alone. Deferred before the pool's Close, so it runs after it.
+	if cluster != nil && cluster.Started() {
+		defer cluster.Stop(context.WithoutCancel(ctx)) //nolint:errcheck // logged by localpg
 	}
-	pool, err := openPool(ctx, cfg.DatabaseURL)
+	if pool != nil {
+		defer pool.Close()
+	}
 	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if err := migrate.Up(ctx, pool, sources()...); err != nil {
 		return err
 	}
 	for _, s := range sources() {

@@ -15,7 +15,6 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5/pgxpool"
-	pgxvec "github.com/pgvector/pgvector-go/pgx"
 
 	"github.com/kefu-dev/kefu/api"
 	"github.com/kefu-dev/kefu/dialog"
@@ -78,26 +77,9 @@ func serveCmd(ctx context.Context, args []string, log *slog.Logger) error {
 func (m *Main) Run(ctx context.Context) error {
 	gin.SetMode(gin.ReleaseMode)
 	cfg := m.Config
-	if cfg.DatabaseURL == "" {
-		c, err := localpg.New(cfg.PGDir, m.Log)
-		if err != nil {
-			return err
-		}
-		if err := c.Start(ctx); err != nil {
-			return err
-		}
-		m.cluster = c
-		if err := c.EnsureDatabase(ctx, "kefu"); err != nil {
-			return err
-		}
-		cfg.DatabaseURL = c.URL("kefu")
-	}
-	pool, err := openPool(ctx, cfg.DatabaseURL)
+	pool, cluster, err := openDatabase(ctx, cfg, m.Log)
+	m.pool, m.cluster = pool, cluster // Close releases whatever was opened
 	if err != nil {
-		return err
-	}
-	m.pool = pool
-	if err := migrate.Up(ctx, pool, sources()...); err != nil {
 		return err
 	}
 
@@ -209,25 +191,6 @@ func (m *Main) Close() error {
 		}
 	})
 	return err
-}
-
-func openPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
-	cfg, err := pgxpool.ParseConfig(url)
-	if err != nil {
-		return nil, fmt.Errorf("database url: %w", err)
-	}
-	cfg.AfterConnect = pgxvec.RegisterTypes
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("database: %w", err)
-	}
-	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	if err := pool.Ping(pctx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("database: %w", err)
-	}
-	return pool, nil
 }
 
 // findDir resolves a relative folder against the working folder, then against the folder
