@@ -514,9 +514,6 @@ func (c *Classifier) Embed(ctx context.Context, texts []string) ([][]float32, er
 	return out, nil
 }
 
-// Dimensions is the embedding size (retrieval.Embedder).
-func (c *Classifier) Dimensions() int { return c.dim }
-
 // EmbedderID names the embedding space: vectors from different ids do not mix.
 func (c *Classifier) EmbedderID() string { return "onnx:" + c.meta.Version }
 
