@@ -104,6 +104,12 @@ func (s *Server) customerWS(c *gin.Context) {
 			}
 			cn.sendJSON(gin.H{"type": "welcome", "session": sess, "messages": nonNilMessages(msgs)})
 			s.sendQueueState(ctx, sess)
+			// A customer back after a while to an unfinished task is reminded where it stood.
+			if m, err := s.Engine.Resume(ctx, sess.ID); err != nil {
+				s.log.WarnContext(ctx, "resume prompt failed", "session_id", sess.ID, "err", err)
+			} else if m != nil {
+				s.Deliver([]dialog.Message{*m})
+			}
 			return nil
 		case "message":
 			id := sessionID.Load()
@@ -144,6 +150,17 @@ func (s *Server) customerTurn(ctx context.Context, cn *conn, sessionID int64, f 
 		s.sendQueueState(ctx, res.Session)
 	}
 	return nil
+}
+
+// Deliver sends messages the server wrote outside a customer's turn (inactivity reminders
+// and closes, resume prompts) to the connections of their sessions.
+func (s *Server) Deliver(ms []dialog.Message) {
+	for _, m := range ms {
+		s.Broker.Publish(sessionTopic(m.SessionID), mustJSON(gin.H{"type": "message", "message": m}))
+		if m.Meta.Event == "inactivity_closed" {
+			s.Broker.Publish(sessionTopic(m.SessionID), mustJSON(gin.H{"type": "state", "state": dialog.StateClosed}))
+		}
+	}
 }
 
 // sendQueueState tells the session's connections where they stand in the queue.

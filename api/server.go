@@ -34,6 +34,8 @@ type Deps struct {
 	Agents *handoff.Agents
 	Broker Broker // nil: an in-process Hub
 	Log    *slog.Logger
+	// DemoShop, when set, is served under /demo/ (the demo order service the demo flows call).
+	DemoShop http.Handler
 }
 
 // Server serves the REST API, the WebSocket endpoints and the web pages.
@@ -87,6 +89,9 @@ func (s *Server) Handler() http.Handler {
 	r.GET("/", func(c *gin.Context) { c.FileFromFS("/", http.FS(web)) })
 	r.GET("/agent", func(c *gin.Context) { c.FileFromFS("agent.html", http.FS(web)) })
 	r.GET("/static/*file", func(c *gin.Context) { c.FileFromFS(c.Param("file"), http.FS(web)) })
+	if s.DemoShop != nil {
+		r.Any("/demo/*path", gin.WrapH(s.DemoShop))
+	}
 	r.NoRoute(func(c *gin.Context) { s.fail(c, kefu.Errorf("api", kefu.NotFound, "no such route")) })
 	return r
 }

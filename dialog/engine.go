@@ -5,6 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
@@ -46,6 +48,22 @@ type Config struct {
 	// OutOfScopeAnswerScore is the knowledge score that still answers a message nlu found out
 	// of scope (default 0.85).
 	OutOfScopeAnswerScore float64
+	// ClarifyMargin: when the top two intents are closer than this, the bot asks which one
+	// was meant (default 0.2; negative turns it off).
+	ClarifyMargin float64
+	// ReminderAfter is the silence after which a customer in the middle of a task is asked
+	// whether they are still there (default 3m); CloseAfter closes an idle conversation
+	// (default 15m); ResumeAfter is the absence after which a returning customer is reminded
+	// of the open task (default 1m).
+	ReminderAfter, CloseAfter, ResumeAfter time.Duration
+	// Flows are the tasks the bot can do; without them it answers from knowledge only.
+	Flows []*Flow
+	// Webhooks calls the services flows name (default: an unsigned client).
+	Webhooks *WebhookClient
+	// Vars are the ${NAME}s of webhook URLs (KEFU_URL: the server's own address).
+	Vars map[string]string
+	// Now is the clock (default time.Now); conversation tests move it.
+	Now func() time.Time
 }
 
 func (c *Config) defaults() {
@@ -61,23 +79,55 @@ func (c *Config) defaults() {
 	if c.OutOfScopeAnswerScore <= 0 {
 		c.OutOfScopeAnswerScore = 0.85
 	}
+	if c.ClarifyMargin == 0 {
+		c.ClarifyMargin = 0.2
+	}
+	if c.ReminderAfter <= 0 {
+		c.ReminderAfter = 3 * time.Minute
+	}
+	if c.CloseAfter <= 0 {
+		c.CloseAfter = 15 * time.Minute
+	}
+	if c.ResumeAfter <= 0 {
+		c.ResumeAfter = time.Minute
+	}
+	if c.Webhooks == nil {
+		c.Webhooks = &WebhookClient{}
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 }
 
 // Engine runs conversations.
 type Engine struct {
-	pool *pgxpool.Pool
-	nlu  Understander
-	kb   Answerer
-	esc  Escalator
-	cfg  Config
-	log  *slog.Logger
+	pool     *pgxpool.Pool
+	nlu      Understander
+	kb       Answerer
+	esc      Escalator
+	cfg      Config
+	log      *slog.Logger
+	hooks    *WebhookClient
+	flows    map[string]*Flow // by name
+	byIntent map[string]*Flow // by trigger intent
 }
 
-// NewEngine returns an engine.
+// NewEngine returns an engine. Flows must come from LoadFlows.
 func NewEngine(pool *pgxpool.Pool, u Understander, a Answerer, e Escalator, cfg Config, log *slog.Logger) *Engine {
 	cfg.defaults()
-	return &Engine{pool: pool, nlu: u, kb: a, esc: e, cfg: cfg, log: log.With("component", "dialog")}
+	en := &Engine{pool: pool, nlu: u, kb: a, esc: e, cfg: cfg, log: log.With("component", "dialog"), hooks: cfg.Webhooks,
+		flows: map[string]*Flow{}, byIntent: map[string]*Flow{}}
+	for _, fl := range cfg.Flows {
+		en.flows[fl.Name] = fl
+		for _, in := range fl.Trigger.Intents {
+			en.byIntent[in] = fl
+		}
+	}
+	return en
 }
+
+// Flows returns the loaded flows by name.
+func (e *Engine) Flows() map[string]*Flow { return e.flows }
 
 // CreateSession starts a conversation and returns it with the customer's secret token, which
 // Authorize checks on every connection. The bot greets first.
@@ -116,9 +166,8 @@ func (e *Engine) CreateSession(ctx context.Context, channel, language string) (S
 func (e *Engine) Authorize(ctx context.Context, sessionID int64, bearer string) (Session, error) {
 	const op = "dialog.Authorize"
 	var s Session
-	err := e.pool.QueryRow(ctx, `
-SELECT id, channel, language, state, coalesce(agent_id, 0), last_seq FROM dialog_session
-WHERE id = $1 AND token_hash = $2`, sessionID, token.Hash(bearer)).Scan(&s.ID, &s.Channel, &s.Language, &s.State, &s.AgentID, &s.LastSeq)
+	err := scanSession(e.pool.QueryRow(ctx, `SELECT `+sessionColumns+` FROM dialog_session
+WHERE id = $1 AND token_hash = $2`, sessionID, token.Hash(bearer)), &s)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Session{}, kefu.Errorf(op, kefu.NotFound, "unknown session or wrong token")
 	}
@@ -131,9 +180,7 @@ WHERE id = $1 AND token_hash = $2`, sessionID, token.Hash(bearer)).Scan(&s.ID, &
 // Get returns a session by id (for agents and the api; no token check).
 func (e *Engine) Get(ctx context.Context, sessionID int64) (Session, error) {
 	var s Session
-	err := e.pool.QueryRow(ctx, `
-SELECT id, channel, language, state, coalesce(agent_id, 0), last_seq FROM dialog_session WHERE id = $1`,
-		sessionID).Scan(&s.ID, &s.Channel, &s.Language, &s.State, &s.AgentID, &s.LastSeq)
+	err := scanSession(e.pool.QueryRow(ctx, `SELECT `+sessionColumns+` FROM dialog_session WHERE id = $1`, sessionID), &s)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Session{}, kefu.Errorf("dialog.Get", kefu.NotFound, "no session %d", sessionID)
 	}
@@ -202,8 +249,8 @@ func (e *Engine) Turn(ctx context.Context, in Inbound) (TurnResult, error) {
 		return TurnResult{}, kefu.E(op, "", err)
 	}
 	var plan *plan
-	if cur.State == StateBot {
-		if plan, err = e.think(ctx, body); err != nil {
+	if cur.State == StateBot || cur.State == StateClosed {
+		if plan, err = e.think(ctx, body, cur.Dialog); err != nil {
 			return TurnResult{}, kefu.E(op, "", err)
 		}
 	}
@@ -227,21 +274,32 @@ func (e *Engine) Turn(ctx context.Context, in Inbound) (TurnResult, error) {
 		}
 	}
 	res := TurnResult{}
-	meta := Meta{}
+	customer := Message{SessionID: s.ID, Role: RoleCustomer, ClientID: in.ClientID, Body: body}
 	if plan != nil {
-		meta = plan.understood
+		customer.Meta = plan.understood
 	}
-	res.Customer, err = addMessage(ctx, tx, &s, Message{Role: RoleCustomer, ClientID: in.ClientID, Body: body, Meta: meta})
-	if err != nil {
-		return TurnResult{}, kefu.E(op, "", err)
+	s.LastSeq++ // the customer's message comes first; it is written once the turn knows its flow
+	customer.Seq = s.LastSeq
+	s.LastActive, s.Reminded = e.cfg.Now(), false
+	if s.State == StateClosed && plan != nil { // a new conversation in the same session
+		s.State, s.Dialog, s.LowConfidence = StateBot, State{Memory: s.Dialog.Memory}, 0
 	}
 	if s.State == StateBot && plan != nil {
-		if plan.language != "" {
+		if plan.language != "" && (s.Language == "" || clearLanguage(body)) {
 			s.Language = plan.language
+		}
+		if f := s.Dialog.Flow; f != nil {
+			customer.Meta.Flow, customer.Meta.FlowVersion, customer.Meta.Step = f.Name, f.Version, f.Step
 		}
 		if err := e.act(ctx, tx, &s, plan, &res); err != nil {
 			return TurnResult{}, kefu.E(op, "", err)
 		}
+		if customer.Meta.Flow == "" && len(res.Replies) > 0 {
+			customer.Meta.Flow, customer.Meta.FlowVersion = res.Replies[0].Meta.Flow, res.Replies[0].Meta.FlowVersion
+		}
+	}
+	if res.Customer, err = insertMessage(ctx, tx, customer); err != nil {
+		return TurnResult{}, kefu.E(op, "", err)
 	}
 	if err := saveSession(ctx, tx, s); err != nil {
 		return TurnResult{}, kefu.E(op, "", err)
@@ -338,4 +396,25 @@ func (e *Engine) Assigned(ctx context.Context, tx pgx.Tx, a handoff.Assignment) 
 		return err
 	}
 	return saveSession(ctx, tx, s)
+}
+
+// clearLanguage says whether a message shows its language well enough to switch the
+// conversation to it: any CJK, Hangul or other non-Latin letters do, and so do two Latin words
+// or one long one. "SO20261127001", "ok" or "2" in a Chinese conversation keep it Chinese.
+func clearLanguage(body string) bool {
+	words, long := 0, false
+	for _, w := range strings.FieldsFunc(body, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }) {
+		letters := true
+		for _, r := range w {
+			if unicode.IsLetter(r) && r > unicode.MaxLatin1 && !unicode.Is(unicode.Latin, r) {
+				return true
+			}
+			letters = letters && unicode.IsLetter(r)
+		}
+		if letters {
+			words++
+			long = long || utf8.RuneCountInString(w) >= 5
+		}
+	}
+	return words >= 2 || long
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/goccy/go-yaml"
 	"github.com/goccy/go-yaml/parser"
@@ -31,12 +32,14 @@ import (
 type Flow struct {
 	Name        string          `yaml:"flow"`
 	Version     int             `yaml:"version"`
+	Title       Text            `yaml:"title"` // what the customer sees when the bot asks "did you mean …?"
 	Description string          `yaml:"description"`
 	Trigger     Trigger         `yaml:"trigger"`
 	Slots       map[string]Slot `yaml:"slots"`
 	Steps       []Step          `yaml:"steps"`
 
-	File string `yaml:"-"` // where it was loaded from
+	File  string         `yaml:"-"` // where it was loaded from
+	index map[string]int // step id → position in Steps
 }
 
 // Trigger says which intents start a flow.
@@ -49,12 +52,16 @@ type Text map[string]string
 
 // Slot is a value a flow collects from the customer.
 type Slot struct {
-	Type       string   `yaml:"type"`    // an nlu entity type, or enum, regex, text
-	Values     []string `yaml:"values"`  // enum
-	Pattern    string   `yaml:"pattern"` // regex
-	Prompt     Text     `yaml:"prompt"`
-	Invalid    Text     `yaml:"invalid"` // said when a value does not validate
-	MaxRetries int      `yaml:"max_retries"`
+	Type       string              `yaml:"type"`     // an nlu entity type, or enum, regex, text
+	Name       Text                `yaml:"name"`     // how the bot calls it ("order number"), for corrections
+	Values     []string            `yaml:"values"`   // enum
+	Labels     map[string]Text     `yaml:"labels"`   // enum: what each value is called, per language (also its buttons)
+	Synonyms   map[string][]string `yaml:"synonyms"` // enum: other words for a value, any language
+	Pattern    string              `yaml:"pattern"`  // regex: the value is group 1 if there is one, else the match
+	Validate   *Webhook            `yaml:"validate"` // a service that accepts or rejects a value
+	Prompt     Text                `yaml:"prompt"`
+	Invalid    Text                `yaml:"invalid"`     // said when a value does not validate
+	MaxRetries int                 `yaml:"max_retries"` // invalid answers before a person is brought in (default 2)
 }
 
 // Step is one state of a flow; it does exactly one thing.
@@ -63,10 +70,13 @@ type Step struct {
 	Ask      string            `yaml:"ask"`      // collect a slot
 	Reply    Text              `yaml:"reply"`    // say something
 	Confirm  Text              `yaml:"confirm"`  // ask yes or no: on_yes, on_no
-	Answer   bool              `yaml:"answer"`   // answer from knowledge
+	Answer   bool              `yaml:"answer"`   // answer the customer's last question from knowledge
 	Webhook  *Webhook          `yaml:"webhook"`  // call a service, map its answer into slots
-	Set      map[string]string `yaml:"set"`      // set slots
+	Set      map[string]string `yaml:"set"`      // set slots (values are templates)
 	Escalate string            `yaml:"escalate"` // hand over to a person, with this reason
+	Buttons  []Text            `yaml:"buttons"`  // quick replies offered with a reply
+	Card     *Card             `yaml:"card"`     // a card shown with a reply
+	Switch   []Case            `yaml:"switch"`   // the first case that holds says where to go; else next
 	Next     string            `yaml:"next"`
 	OnYes    string            `yaml:"on_yes"`
 	OnNo     string            `yaml:"on_no"`
@@ -74,12 +84,36 @@ type Step struct {
 	End      bool              `yaml:"end"`
 }
 
-// Webhook is an HTTP call a step makes.
+// Case is a condition on a slot or on the intent of the customer's last message.
+type Case struct {
+	Slot    string   `yaml:"slot"`
+	Equals  string   `yaml:"equals"`  // the slot has this value
+	In      []string `yaml:"in"`      // the slot has one of these values
+	Present *bool    `yaml:"present"` // the slot is (true) or is not (false) filled
+	Intent  string   `yaml:"intent"`  // the last message's intent
+	Goto    string   `yaml:"goto"`
+}
+
+// Card is a rich reply: a title, a body, an optional image and link. Texts are templates.
+type Card struct {
+	Title Text   `yaml:"title"`
+	Body  Text   `yaml:"body"`
+	Image string `yaml:"image"`
+	URL   string `yaml:"url"`
+}
+
+// Webhook is an HTTP call a step makes. The URL may hold {{slot}} templates (path-escaped)
+// and ${NAME} variables the engine is configured with (KEFU_URL: the server's own address).
+// The request is POST {session_id, flow, step, language, slots}, signed; a validator gets
+// {slot, value, language} and answers {valid, value, message_<lang>}.
 type Webhook struct {
 	URL     string            `yaml:"url"`
+	Method  string            `yaml:"method"` // GET or POST (default)
 	Timeout string            `yaml:"timeout"`
 	Retries int               `yaml:"retries"`
-	Map     map[string]string `yaml:"map"` // slot ← JSON path in the response
+	Map     map[string]string `yaml:"map"` // slot ← gjson path in the response; {{lang}} becomes the language
+
+	timeout time.Duration
 }
 
 // slotTypes are the slot types a flow may use: nlu's entity types and three of its own.
@@ -223,6 +257,17 @@ func checkFlow(fl *Flow, intents []string, add func(path, format string, args ..
 		if len(s.Prompt) == 0 {
 			add(p, "slot %q has no prompt", name)
 		}
+		for v := range s.Labels {
+			if !slices.Contains(s.Values, v) {
+				add(p+".labels", "slot %q labels %q, which is not one of its values", name, v)
+			}
+		}
+		for v := range s.Synonyms {
+			if !slices.Contains(s.Values, v) {
+				add(p+".synonyms", "slot %q has synonyms for %q, which is not one of its values", name, v)
+			}
+		}
+		checkWebhook(s.Validate, p+".validate", add)
 	}
 	if len(fl.Steps) == 0 {
 		add("$", "the flow has no steps")
@@ -260,21 +305,49 @@ func checkFlow(fl *Flow, intents []string, add func(path, format string, args ..
 		if st.Ask != "" && !known[st.Ask] {
 			add(p+".ask", "step %q asks for unknown slot %q", st.ID, st.Ask)
 		}
-		if st.Webhook != nil && st.Webhook.URL == "" {
-			add(p+".webhook", "step %q has a webhook without a url", st.ID)
+		checkWebhook(st.Webhook, p+".webhook", add)
+		if st.Webhook != nil && st.OnError == "" {
+			add(p+".webhook", "webhook step %q needs on_error: where to go when the service fails", st.ID)
 		}
 		for field, target := range map[string]string{"next": st.Next, "on_yes": st.OnYes, "on_no": st.OnNo, "on_error": st.OnError} {
 			if _, ok := ids[target]; target != "" && !ok {
 				add(p+"."+field, "step %q goes to unknown step %q", st.ID, target)
 			}
 		}
+		for j, c := range st.Switch {
+			cp := fmt.Sprintf("%s.switch[%d]", p, j)
+			if _, ok := ids[c.Goto]; !ok {
+				add(cp, "step %q: case %d goes to unknown step %q", st.ID, j+1, c.Goto)
+			}
+			if c.Slot != "" && !known[c.Slot] {
+				add(cp, "step %q: case %d tests unknown slot %q", st.ID, j+1, c.Slot)
+			}
+			if (c.Slot == "") == (c.Intent == "") {
+				add(cp, "step %q: case %d must test either a slot or an intent", st.ID, j+1)
+			}
+			if c.Intent != "" && intents != nil && !slices.Contains(intents, c.Intent) {
+				add(cp, "step %q: case %d tests unknown intent %q", st.ID, j+1, c.Intent)
+			}
+		}
+		if (len(st.Buttons) > 0 || st.Card != nil) && len(st.Reply) == 0 {
+			add(p, "step %q has buttons or a card but no reply", st.ID)
+		}
 		if len(st.Confirm) > 0 && (st.OnYes == "" || st.OnNo == "") {
 			add(p, "confirm step %q needs on_yes and on_no", st.ID)
 		}
-		if !st.End && st.Escalate == "" && st.Next == "" && st.OnYes == "" {
+		if !st.End && st.Escalate == "" && st.Next == "" && st.OnYes == "" && len(st.Switch) == 0 {
 			add(p, "step %q neither ends the flow nor says where to go next", st.ID)
 		}
-		for _, t := range []Text{st.Reply, st.Confirm} {
+		texts := append([]Text{st.Reply, st.Confirm}, st.Buttons...)
+		if st.Card != nil {
+			texts = append(texts, st.Card.Title, st.Card.Body)
+		}
+		set := Text{}
+		for k, v := range st.Set {
+			set[k] = v
+		}
+		texts = append(texts, set)
+		for _, t := range texts {
 			for lang, s := range t {
 				for _, m := range templateVar.FindAllStringSubmatch(s, -1) {
 					if !known[m[1]] {
@@ -285,6 +358,33 @@ func checkFlow(fl *Flow, intents []string, add func(path, format string, args ..
 		}
 	}
 	checkGraph(fl, ids, add)
+	fl.index = ids
+}
+
+// checkWebhook reports a webhook without a url, with a bad method or a bad timeout.
+func checkWebhook(w *Webhook, p string, add func(path, format string, args ...any)) {
+	if w == nil {
+		return
+	}
+	if w.URL == "" {
+		add(p, "webhook without a url")
+	}
+	switch strings.ToUpper(w.Method) {
+	case "", "GET", "POST":
+	default:
+		add(p, "webhook method %q: want GET or POST", w.Method)
+	}
+	w.timeout = 5 * time.Second
+	if w.Timeout != "" {
+		d, err := time.ParseDuration(w.Timeout)
+		if err != nil || d <= 0 || d > time.Minute {
+			add(p, "webhook timeout %q: want a duration up to 1m, like 3s", w.Timeout)
+		}
+		w.timeout = d
+	}
+	if w.Retries < 0 || w.Retries > 5 {
+		add(p, "webhook retries %d: want 0 to 5", w.Retries)
+	}
 }
 
 func (w *Webhook) mapped() []string {
@@ -303,7 +403,11 @@ func (w *Webhook) mapped() []string {
 func checkGraph(fl *Flow, ids map[string]int, add func(path, format string, args ...any)) {
 	succ := make([][]int, len(fl.Steps))
 	for i, st := range fl.Steps {
-		for _, t := range []string{st.Next, st.OnYes, st.OnNo, st.OnError} {
+		targets := []string{st.Next, st.OnYes, st.OnNo, st.OnError}
+		for _, c := range st.Switch {
+			targets = append(targets, c.Goto)
+		}
+		for _, t := range targets {
 			if j, ok := ids[t]; ok && t != "" {
 				succ[i] = append(succ[i], j)
 			}
@@ -369,4 +473,13 @@ func firstLine(s string) string {
 		}
 	}
 	return s
+}
+
+// stepIndex is the position of step id in a loaded flow.
+func (fl *Flow) stepIndex(id string) (int, bool) {
+	if fl == nil {
+		return 0, false
+	}
+	i, ok := fl.index[id]
+	return i, ok
 }

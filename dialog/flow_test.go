@@ -1,6 +1,7 @@
 package dialog_test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,12 +14,27 @@ var demoIntents = []string{"refund", "human_agent", "greeting", "order_status"}
 
 func TestLoadFlowsDemo(t *testing.T) {
 	t.Parallel()
-	flows, err := dialog.LoadFlows("flows", demoIntents)
+	var labels []string
+	b, err := os.ReadFile("../models/intent/labels.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(flows) < 2 || flows[0].Name == "" || flows[0].Version < 1 {
-		t.Fatalf("flows = %+v", flows)
+	if err := json.Unmarshal(b, &labels); err != nil {
+		t.Fatal(err)
+	}
+	flows, err := dialog.LoadFlows("flows", labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, f := range flows {
+		names[f.Name] = f.Version >= 1
+	}
+	for _, want := range []string{"order_status", "refund_request", "change_address", "cancel_order", "business_hours",
+		"greeting", "thanks", "goodbye", "talk_to_person"} {
+		if !names[want] {
+			t.Errorf("demo flow %q missing or unversioned (have %v)", want, names)
+		}
 	}
 }
 
@@ -39,6 +55,17 @@ func TestLoadFlowsErrors(t *testing.T) {
 		{"bad slot type", head + "slots:\n  x: {type: colour, prompt: {en: '?'}}\nsteps:\n  - {id: a, ask: x, next: b}\n  - {id: b, reply: {en: ok}, end: true}\n", `f.yaml:6: slot "x" has type "colour"`},
 		{"no version", "flow: f\ntrigger:\n  intents: [refund]\nsteps:\n  - {id: a, reply: {en: hi}, end: true}\n", "needs a version"},
 		{"dead end", head + "steps:\n  - {id: a, reply: {en: hi}}\n", "neither ends the flow nor says where to go next"},
+		{"unknown switch target", head + "slots:\n  x: {type: text, prompt: {en: '?'}}\nsteps:\n  - id: a\n    ask: x\n    switch: [{slot: x, equals: y, goto: nowhere}]\n    next: b\n  - {id: b, reply: {en: ok}, end: true}\n",
+			`f.yaml:10: step "a": case 1 goes to unknown step "nowhere"`},
+		{"switch on unknown slot", head + "steps:\n  - id: a\n    reply: {en: hi}\n    switch: [{slot: colour, equals: red, goto: b}]\n    next: b\n  - {id: b, reply: {en: ok}, end: true}\n",
+			`case 1 tests unknown slot "colour"`},
+		{"webhook without on_error", head + "steps:\n  - {id: a, webhook: {url: 'http://x'}, next: b}\n  - {id: b, reply: {en: ok}, end: true}\n",
+			`webhook step "a" needs on_error`},
+		{"bad webhook timeout", head + "steps:\n  - {id: a, webhook: {url: 'http://x', timeout: soon}, next: b, on_error: b}\n  - {id: b, reply: {en: ok}, end: true}\n",
+			`webhook timeout "soon"`},
+		{"enum label for no value", head + "slots:\n  r: {type: enum, values: [a], labels: {b: {en: B}}, prompt: {en: '?'}}\nsteps:\n  - {id: a, ask: r, next: b}\n  - {id: b, reply: {en: ok}, end: true}\n",
+			`labels "b", which is not one of its values`},
+		{"unknown action", head + "steps:\n  - {id: a, shout: hi, end: true}\n", `unknown field "shout"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

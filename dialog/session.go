@@ -30,6 +30,7 @@ const (
 	StateBot    = "bot"    // the bot answers
 	StateQueued = "queued" // waiting for a person; the bot is silent
 	StateAgent  = "agent"  // a person owns the conversation; the bot is silent
+	StateClosed = "closed" // ended for inactivity; the customer's next message opens it again
 )
 
 // Message roles.
@@ -49,6 +50,30 @@ type Session struct {
 	AgentID       int64  `json:"agent_id,omitempty"`
 	LowConfidence int    `json:"-"`
 	LastSeq       int64  `json:"last_seq"`
+	// Dialog is where the bot is: the flow in progress and its slots, what it remembers.
+	Dialog     State     `json:"dialog"`
+	LastActive time.Time `json:"-"` // the customer's last message
+	Reminded   bool      `json:"-"` // the inactivity reminder went out since then
+}
+
+// sessionColumns are read by every query that loads a Session, in scanSession's order.
+const sessionColumns = `id, channel, language, state, coalesce(agent_id, 0), low_confidence, last_seq, dialog,
+last_active_at, reminded`
+
+func scanSession(row pgx.Row, s *Session) error {
+	var dialog []byte
+	var active *time.Time
+	if err := row.Scan(&s.ID, &s.Channel, &s.Language, &s.State, &s.AgentID, &s.LowConfidence, &s.LastSeq,
+		&dialog, &active, &s.Reminded); err != nil {
+		return err
+	}
+	if active != nil {
+		s.LastActive = *active
+	}
+	if err := json.Unmarshal(dialog, &s.Dialog); err != nil {
+		return kefu.E("dialog.scanSession", kefu.Internal, err)
+	}
+	return nil
 }
 
 // Meta is what the bot knew when it wrote or read a message: kept with the message so a
@@ -64,7 +89,21 @@ type Meta struct {
 	Score        float64            `json:"score,omitempty"`
 	QuickReplies []string           `json:"quick_replies,omitempty"`
 	Reason       string             `json:"reason,omitempty"` // why the bot escalated
-	Event        string             `json:"event,omitempty"`  // system messages: "agent_joined", "agent_closed"
+	Event        string             `json:"event,omitempty"`  // "agent_joined", "escalated", "clarify", "digression", …
+	Cards        []CardOut          `json:"cards,omitempty"`
+	// The flow that wrote a reply, its version and step, and its slots after the turn.
+	Flow        string            `json:"flow,omitempty"`
+	FlowVersion int               `json:"flow_version,omitempty"`
+	Step        string            `json:"step,omitempty"`
+	Slots       map[string]string `json:"slots,omitempty"`
+}
+
+// CardOut is a card as the customer sees it, in their language.
+type CardOut struct {
+	Title string `json:"title"`
+	Body  string `json:"body"`
+	Image string `json:"image,omitempty"`
+	URL   string `json:"url,omitempty"`
 }
 
 // Message is one message in a session, numbered by Seq from 1.
@@ -80,11 +119,8 @@ type Message struct {
 }
 
 func lockSession(ctx context.Context, tx pgx.Tx, id int64) (Session, error) {
-	const q = `
-SELECT id, channel, language, state, coalesce(agent_id, 0), low_confidence, last_seq
-FROM dialog_session WHERE id = $1 FOR UPDATE`
 	var s Session
-	err := tx.QueryRow(ctx, q, id).Scan(&s.ID, &s.Channel, &s.Language, &s.State, &s.AgentID, &s.LowConfidence, &s.LastSeq)
+	err := scanSession(tx.QueryRow(ctx, `SELECT `+sessionColumns+` FROM dialog_session WHERE id = $1 FOR UPDATE`, id), &s)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Session{}, kefu.Errorf("dialog.lockSession", kefu.NotFound, "no session %d", id)
 	}
@@ -97,9 +133,18 @@ FROM dialog_session WHERE id = $1 FOR UPDATE`
 func saveSession(ctx context.Context, tx pgx.Tx, s Session) error {
 	const q = `
 UPDATE dialog_session
-SET language = $2, state = $3, agent_id = nullif($4, 0), low_confidence = $5, last_seq = $6, updated_at = now()
+SET language = $2, state = $3, agent_id = nullif($4, 0), low_confidence = $5, last_seq = $6, dialog = $7,
+    last_active_at = $8, reminded = $9, updated_at = now()
 WHERE id = $1`
-	if _, err := tx.Exec(ctx, q, s.ID, s.Language, s.State, s.AgentID, s.LowConfidence, s.LastSeq); err != nil {
+	dialog, err := json.Marshal(s.Dialog)
+	if err != nil {
+		return kefu.E("dialog.saveSession", kefu.Internal, err)
+	}
+	var active *time.Time
+	if !s.LastActive.IsZero() {
+		active = &s.LastActive
+	}
+	if _, err := tx.Exec(ctx, q, s.ID, s.Language, s.State, s.AgentID, s.LowConfidence, s.LastSeq, dialog, active, s.Reminded); err != nil {
 		return kefu.E("dialog.saveSession", kefu.Unavailable, err)
 	}
 	return nil
@@ -109,6 +154,11 @@ WHERE id = $1`
 func addMessage(ctx context.Context, tx pgx.Tx, s *Session, m Message) (Message, error) {
 	s.LastSeq++
 	m.SessionID, m.Seq = s.ID, s.LastSeq
+	return insertMessage(ctx, tx, m)
+}
+
+// insertMessage stores m with the number it already has.
+func insertMessage(ctx context.Context, tx pgx.Tx, m Message) (Message, error) {
 	meta, err := json.Marshal(m.Meta)
 	if err != nil {
 		return Message{}, kefu.E("dialog.addMessage", kefu.Internal, err)

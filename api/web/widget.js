@@ -36,6 +36,17 @@
       li.appendChild(who);
     }
     li.appendChild(document.createTextNode(m.text));
+    for (const c of (m.meta && m.meta.cards) || []) {
+      const card = document.createElement(c.url ? "a" : "div");
+      card.className = "card";
+      if (c.url) { card.href = c.url; card.target = "_blank"; card.rel = "noopener"; }
+      const title = document.createElement("strong");
+      title.textContent = c.title;
+      const body = document.createElement("span");
+      body.textContent = c.body;
+      card.append(title, body);
+      li.appendChild(card);
+    }
     for (const src of (m.meta && m.meta.sources) || []) {
       const s = document.createElement("span");
       s.className = "source";

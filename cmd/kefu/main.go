@@ -5,6 +5,8 @@
 //	kefu pg start|stop|url   manage the private PostgreSQL cluster
 //	kefu nlu train|eval|bench  train an intent model, measure it, time it
 //	kefu flows check DIR       check dialog flow files
+//	kefu test conversations DIR  run conversation tests
+//	kefu dialog bench          turn throughput and latency through the engine
 //
 // Run `kefu <command> -h` for the flags of each command; every flag also has an environment
 // variable, listed in the README.
@@ -59,10 +61,14 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 		return nluCmd(ctx, args, log)
 	case "flows":
 		return flowsCmd(ctx, args, log)
+	case "test":
+		return testCmd(ctx, args, log)
+	case "dialog":
+		return dialogCmd(ctx, args, log)
 	case "help", "-h", "--help":
-		fmt.Fprintln(os.Stderr, "usage: kefu [serve|migrate|pg|nlu|flows] [flags]")
+		fmt.Fprintln(os.Stderr, "usage: kefu [serve|migrate|pg|nlu|flows|test|dialog] [flags]")
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q (want serve, migrate, pg, nlu or flows)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, migrate, pg, nlu, flows, test or dialog)", cmd)
 	}
 }

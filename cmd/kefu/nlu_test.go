@@ -85,7 +85,7 @@ func TestBadModelFailsAtStart(t *testing.T) {
 		{broken, "vocab"},
 	} {
 		m := &Main{
-			Config: Config{Addr: "127.0.0.1:0", DatabaseURL: url, ORTLib: nlu.FindRuntime(), ModelDir: tt.dir, RouteInterval: time.Second},
+			Config: Config{Addr: "127.0.0.1:0", DatabaseURL: url, ORTLib: nlu.FindRuntime(), ModelDir: tt.dir, FlowsDir: "../../dialog/flows", RouteInterval: time.Second},
 			Log:    slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 		}
 		err := m.Run(t.Context())

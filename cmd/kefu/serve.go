@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/kefu-dev/kefu/api"
 	"github.com/kefu-dev/kefu/dialog"
+	"github.com/kefu-dev/kefu/dialog/demoshop"
 	"github.com/kefu-dev/kefu/handoff"
 	"github.com/kefu-dev/kefu/internal/localpg"
 	"github.com/kefu-dev/kefu/internal/migrate"
@@ -110,7 +112,18 @@ func (m *Main) Run(ctx context.Context) error {
 	kb := retrieval.NewStore(pool, m.model, cfg.KBThreshold, m.Log)
 	queue := handoff.NewQueue(pool, m.Log)
 	agents := handoff.NewAgents(pool, m.Log)
-	engine := dialog.NewEngine(pool, m.model, kb, queue, dialog.Config{EscalateAfter: cfg.EscalateAfter}, m.Log)
+	if cfg.FlowsDir == "" {
+		cfg.FlowsDir = "dialog/flows"
+	}
+	flowsDir, err := findDir(cfg.FlowsDir)
+	if err != nil {
+		return err
+	}
+	flows, err := dialog.LoadFlows(flowsDir, m.model.Labels())
+	if err != nil {
+		return fmt.Errorf("flows in %s:\n%w", flowsDir, err)
+	}
+	m.Log.Info("dialog flows loaded", "dir", flowsDir, "flows", len(flows))
 	if cfg.Demo {
 		if err := m.seedDemo(ctx, kb, agents); err != nil {
 			return err
@@ -120,12 +133,30 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 
-	m.server = api.New(api.Deps{Pool: pool, Engine: engine, Queue: queue, Agents: agents, Log: m.Log})
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Addr, err)
 	}
 	m.URL = "http://" + displayAddr(ln.Addr())
+	self := cfg.SelfURL
+	if self == "" {
+		self = fmt.Sprintf("http://127.0.0.1:%d", ln.Addr().(*net.TCPAddr).Port)
+	}
+	secret := []byte(cfg.WebhookSecret)
+	if len(secret) == 0 {
+		secret = []byte(rand.Text())
+	}
+	engine := dialog.NewEngine(pool, m.model, kb, queue, dialog.Config{
+		EscalateAfter: cfg.EscalateAfter, ClarifyMargin: cfg.ClarifyMargin,
+		ReminderAfter: cfg.ReminderAfter, CloseAfter: cfg.CloseAfter,
+		Flows: flows, Webhooks: &dialog.WebhookClient{Secret: secret, Log: m.Log},
+		Vars: map[string]string{"KEFU_URL": self},
+	}, m.Log)
+	deps := api.Deps{Pool: pool, Engine: engine, Queue: queue, Agents: agents, Log: m.Log}
+	if cfg.Demo {
+		deps.DemoShop = demoshop.New(secret, m.Log).Handler()
+	}
+	m.server = api.New(deps)
 	m.http = &http.Server{Handler: m.server.Handler(), ReadHeaderTimeout: 10 * time.Second}
 
 	loops, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -136,8 +167,30 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	})
 	m.wg.Go(func() { queue.Run(loops, cfg.RouteInterval, engine.Assigned, m.server.OnAssigned) })
+	m.wg.Go(func() { m.sweep(loops, engine, cfg.SweepInterval) })
 	m.Log.Info("listening", "url", m.URL)
 	return nil
+}
+
+// sweep reminds idle customers and closes idle conversations until ctx ends.
+func (m *Main) sweep(ctx context.Context, engine *dialog.Engine, every time.Duration) {
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ms, err := engine.Sweep(ctx)
+		if err != nil && ctx.Err() == nil {
+			m.Log.Warn("sweeping idle conversations failed", "err", err)
+		}
+		m.server.Deliver(ms)
+	}
 }
 
 func (m *Main) seedDemo(ctx context.Context, kb *retrieval.Store, agents *handoff.Agents) error {
@@ -208,7 +261,7 @@ func findDir(dir string) (string, error) {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("model folder %s not found (run from the repository or set KEFU_MODEL_DIR)", dir)
+	return "", fmt.Errorf("folder %q not found (run from the repository, or give its path)", dir)
 }
 
 func displayAddr(a net.Addr) string {

@@ -11,7 +11,9 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
+	"regexp"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/tern/v2/migrate"
 )
@@ -30,7 +32,7 @@ func Up(ctx context.Context, pool *pgxpool.Pool, sources ...Source) error {
 	}
 	defer conn.Release()
 	for _, s := range sources {
-		m, err := migrate.NewMigrator(ctx, conn.Conn(), s.Name+"_schema_version")
+		m, err := migrate.NewMigrator(ctx, conn.Conn(), versionTable(ctx, conn.Conn(), s.Name))
 		if err != nil {
 			return fmt.Errorf("migrate %s: %w", s.Name, err)
 		}
@@ -51,7 +53,7 @@ func Version(ctx context.Context, pool *pgxpool.Pool, s Source) (current, latest
 		return 0, 0, err
 	}
 	defer conn.Release()
-	m, err := migrate.NewMigrator(ctx, conn.Conn(), s.Name+"_schema_version")
+	m, err := migrate.NewMigrator(ctx, conn.Conn(), versionTable(ctx, conn.Conn(), s.Name))
 	if err != nil {
 		return 0, 0, err
 	}
@@ -60,4 +62,18 @@ func Version(ctx context.Context, pool *pgxpool.Pool, s Source) (current, latest
 	}
 	current, err = m.GetCurrentVersion(ctx)
 	return current, int32(len(m.Migrations)), err
+}
+
+var plainName = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
+
+// versionTable is the source's version table in the connection's current schema. Qualified,
+// so that a schema early in the search_path (a test's, a benchmark's) never mistakes the
+// version table of a schema later in it (public's) for its own.
+func versionTable(ctx context.Context, conn *pgx.Conn, name string) string {
+	table := name + "_schema_version"
+	var schema string
+	if err := conn.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil || !plainName.MatchString(schema) {
+		return table
+	}
+	return schema + "." + table
 }

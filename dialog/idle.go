@@ -1,0 +1,107 @@
+package dialog
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/kefu-dev/kefu"
+)
+
+// sweepBatch bounds the sessions one Sweep looks at; the next sweep takes the rest.
+const sweepBatch = 500
+
+// Sweep reminds customers who went quiet in the middle of a task and closes conversations
+// idle for longer than CloseAfter. It returns the messages it wrote, for delivery. Run it
+// every few seconds; any number of instances may run it at once.
+func (e *Engine) Sweep(ctx context.Context) ([]Message, error) {
+	const op = "dialog.Sweep"
+	now := e.cfg.Now()
+	closeBefore, remindBefore := now.Add(-e.cfg.CloseAfter), now.Add(-e.cfg.ReminderAfter)
+	rows, err := e.pool.Query(ctx, `
+SELECT id FROM dialog_session
+WHERE state = 'bot' AND last_active_at IS NOT NULL
+  AND (last_active_at < $1 OR (NOT reminded AND dialog ? 'flow' AND last_active_at < $2))
+ORDER BY last_active_at LIMIT $3`, closeBefore, remindBefore, sweepBatch)
+	if err != nil {
+		return nil, kefu.E(op, kefu.Unavailable, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, kefu.E(op, kefu.Unavailable, err)
+	}
+	var out []Message
+	for _, id := range ids {
+		err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+			s, err := lockSession(ctx, tx, id)
+			if err != nil || s.State != StateBot || s.LastActive.IsZero() { // it moved on in between
+				return err
+			}
+			var m Message
+			switch {
+			case s.LastActive.Before(closeBefore):
+				s.State, s.Dialog = StateClosed, State{Memory: s.Dialog.Memory}
+				m, err = addMessage(ctx, tx, &s, Message{Role: RoleBot, Body: text(s.Language, "inactive_closed"),
+					Meta: Meta{Event: "inactivity_closed", Language: s.Language}})
+			case !s.Reminded && s.Dialog.Flow != nil && s.LastActive.Before(remindBefore):
+				s.Reminded = true
+				m, err = addMessage(ctx, tx, &s, Message{Role: RoleBot, Body: text(s.Language, "reminder"),
+					Meta: Meta{Event: "inactivity_reminder", Language: s.Language, Flow: s.Dialog.Flow.Name,
+						FlowVersion: s.Dialog.Flow.Version, Step: s.Dialog.Flow.Step}})
+			default:
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			out = append(out, m)
+			return saveSession(ctx, tx, s)
+		})
+		if err != nil {
+			return out, kefu.E(op, "", err)
+		}
+	}
+	if len(out) > 0 {
+		e.log.InfoContext(ctx, "idle conversations swept", "messages", len(out))
+	}
+	return out, nil
+}
+
+// Resume greets a customer who comes back to a conversation with a task still open, away for
+// at least ResumeAfter, and asks the task's question again. It returns nil when there is
+// nothing to say.
+func (e *Engine) Resume(ctx context.Context, sessionID int64) (*Message, error) {
+	const op = "dialog.Resume"
+	var out *Message
+	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		s, err := lockSession(ctx, tx, sessionID)
+		if err != nil {
+			return err
+		}
+		f := s.Dialog.Flow
+		if s.State != StateBot || f == nil || s.LastActive.IsZero() || e.cfg.Now().Sub(s.LastActive) < e.cfg.ResumeAfter {
+			return nil
+		}
+		var last string
+		if err := tx.QueryRow(ctx, `SELECT coalesce(meta->>'event', '') FROM dialog_message WHERE session_id = $1 AND seq = $2`,
+			s.ID, s.LastSeq).Scan(&last); err != nil && err != pgx.ErrNoRows {
+			return kefu.E(op, kefu.Unavailable, err)
+		}
+		fl := e.flows[f.Name]
+		i, ok := fl.stepIndex(f.Step)
+		if last == "welcome_back" || !ok {
+			return nil
+		}
+		res := &TurnResult{}
+		t := &turn{e: e, ctx: ctx, tx: tx, s: &s, p: &plan{}, res: res, lang: s.Language, event: "welcome_back"}
+		if err := t.prompt(fl, &fl.Steps[i], text(s.Language, "welcome_back")+text(s.Language, "back_to")+flowTitle(fl, s.Language)+"\n"); err != nil {
+			return err
+		}
+		out = &res.Replies[0]
+		return saveSession(ctx, tx, s)
+	})
+	if err != nil {
+		return nil, kefu.E(op, "", err)
+	}
+	return out, nil
+}
