@@ -1,7 +1,9 @@
 package dialog_test
 
 import (
+	"fmt"
 	"log/slog"
+	"sync"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -87,5 +89,84 @@ func TestConversations(t *testing.T) {
 				t.Error(f)
 			}
 		})
+	}
+}
+
+// TestRestartMidForm: a new engine on the same database (a restarted server, or another
+// instance) continues a form where the last turn left it.
+func TestRestartMidForm(t *testing.T) {
+	t.Parallel()
+	b := newShopBot(t, loadModel(t))
+	s, _, err := b.engine.CreateSession(t.Context(), "web", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, msg := range []string{"我要退款", "SO20261127001"} {
+		if _, err := b.engine.Turn(t.Context(), dialog.Inbound{SessionID: s.ID, Text: msg}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	restarted := b.newEng()
+	r, err := restarted.Turn(t.Context(), dialog.Inbound{SessionID: s.ID, Text: "质量问题"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := r.Session.Dialog.Flow
+	if f == nil || f.Step != "confirm" || f.Slots["order_number"] != "SO20261127001" || f.Slots["reason"] != "quality" {
+		t.Fatalf("after the restart the form is at %+v; replies %+v", f, r.Replies)
+	}
+	if r.Replies[0].Meta.Flow != "refund_request" || r.Replies[0].Meta.FlowVersion != 2 {
+		t.Fatalf("reply meta = %+v, want the flow and its version recorded", r.Replies[0].Meta)
+	}
+}
+
+// TestConcurrentTurnsInAForm: two messages for one session in the middle of a form arrive
+// together: both are processed, once each, one after the other, and the form ends in a state
+// one of the two orders explains.
+func TestConcurrentTurnsInAForm(t *testing.T) {
+	t.Parallel()
+	b := newShopBot(t, loadModel(t))
+	for range 5 {
+		s, _, err := b.engine.CreateSession(t.Context(), "web", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.engine.Turn(t.Context(), dialog.Inbound{SessionID: s.ID, Text: "我要退款"}); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for i, msg := range []string{"SO20261127001", "质量问题"} {
+			wg.Go(func() {
+				for range 2 { // each sent twice, as a client that resends does
+					if _, err := b.engine.Turn(t.Context(), dialog.Inbound{SessionID: s.ID, ClientID: fmt.Sprint("m", i), Text: msg}); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		msgs, err := b.engine.Messages(t.Context(), s.ID, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		customer := 0
+		for i, m := range msgs {
+			if m.Seq != int64(i+1) {
+				t.Fatalf("seq %d at %d", m.Seq, i)
+			}
+			if m.Role == dialog.RoleCustomer {
+				customer++
+			}
+		}
+		if customer != 3 {
+			t.Fatalf("%d customer messages stored, want 3", customer)
+		}
+		got, _ := b.engine.Get(t.Context(), s.ID)
+		f := got.Dialog.Flow
+		// order number first: reason fills → confirm; reason first: it is not an order
+		// number (re-asked), then the order number → ask_reason.
+		if f == nil || f.Slots["order_number"] != "SO20261127001" || (f.Step != "confirm" && f.Step != "ask_reason") {
+			t.Fatalf("form after two concurrent messages: %+v", f)
+		}
 	}
 }

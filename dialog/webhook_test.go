@@ -276,8 +276,10 @@ func TestWebhookAttemptTimeout(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || status != 0 {
 		t.Fatalf("Call = %d, %v; want a timeout", status, err)
 	}
-	if n := len(rec.all()); n != 3 {
-		t.Errorf("%d attempts, want 3", n)
+	// The client counts its attempts; the server may not see one whose connection the
+	// 40 ms timeout cut before it was accepted (a loaded test machine).
+	if n := len(rec.all()); n < 1 || n > 3 {
+		t.Errorf("the server saw %d attempts, want 1 to 3", n)
 	}
 	if !strings.Contains(err.Error(), "(3 attempts)") {
 		t.Errorf("error %q does not count the attempts", err)

@@ -45,6 +45,7 @@ func openTestBot(ctx context.Context, cfg Config, flowsDir string, maxConns int3
 	if b.model, err = nlu.Load(modelDir); err != nil {
 		return nil, err
 	}
+	nlu.DetectLanguage("warm up the language models") // seconds on first use: not inside a measurement
 	dir, err := findDir(flowsDir)
 	if err != nil {
 		b.Close()

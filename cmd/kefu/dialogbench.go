@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -56,8 +57,20 @@ func dialogBench(ctx context.Context, args []string, log *slog.Logger) error {
 	conns := fs.Int("max-conns", 16, "database connections")
 	ackLog := fs.String("ack-log", "", "append 'sent' and 'acked' lines per turn to this file (for the kill test)")
 	keep := fs.Bool("keep", false, "keep the scratch schema (its name is printed) for kefu dialog verify")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	var ns []int
 	for _, f := range strings.Split(*levels, ",") {
