@@ -94,3 +94,35 @@ func TestKillDuringLoad(t *testing.T) {
 		t.Fatal("verify did not report success")
 	}
 }
+
+// TestConversationCommand: `kefu test conversations` prints PASS and FAIL per test, and for
+// a failure the file, line, turn and what differed; it exits non-zero when one fails.
+func TestConversationCommand(t *testing.T) {
+	_, url := pgtest.SchemaURL(t)
+	dir := t.TempDir()
+	tests := `- test: greets
+  turns:
+    - user: 你好
+      bot: 您好
+- test: expects the wrong flow
+  turns:
+    - user: 我要退款
+      flow: order_status
+`
+	if err := os.WriteFile(filepath.Join(dir, "t.yaml"), []byte(tests), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "test", "conversations", "-database-url", url, "-onnxruntime-lib", nlu.FindRuntime(),
+		"-model", "../../models/intent", "-flows", "../../dialog/flows", dir)
+	cmd.Env = append(os.Environ(), "KEFU_TEST_RUN_MAIN=1", "KEFU_LOG_LEVEL=ERROR")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("a failing conversation test exited 0:\n%s", out)
+	}
+	for _, want := range []string{"PASS  greets", "FAIL  expects the wrong flow", "t.yaml:7: turn 1 (user: \"我要退款\"): want flow \"order_status\" in progress, got \"refund_request\"",
+		"1 passed, 1 failed"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
