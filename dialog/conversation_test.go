@@ -3,8 +3,8 @@ package dialog_test
 import (
 	"fmt"
 	"log/slog"
-	"sync"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
