@@ -115,7 +115,7 @@ func TestRestartMidForm(t *testing.T) {
 	if f == nil || f.Step != "confirm" || f.Slots["order_number"] != "SO20261127001" || f.Slots["reason"] != "quality" {
 		t.Fatalf("after the restart the form is at %+v; replies %+v", f, r.Replies)
 	}
-	if r.Replies[0].Meta.Flow != "refund_request" || r.Replies[0].Meta.FlowVersion != 2 {
+	if r.Replies[0].Meta.Flow != "refund_request" || r.Replies[0].Meta.FlowVersion != 3 {
 		t.Fatalf("reply meta = %+v, want the flow and its version recorded", r.Replies[0].Meta)
 	}
 }

@@ -288,6 +288,7 @@ func (e *Engine) Turn(ctx context.Context, in Inbound) (TurnResult, error) {
 		if plan.language != "" && (s.Language == "" || clearLanguage(body)) {
 			s.Language = plan.language
 		}
+		plan.seq = customer.Seq
 		if f := s.Dialog.Flow; f != nil {
 			customer.Meta.Flow, customer.Meta.FlowVersion, customer.Meta.Step = f.Name, f.Version, f.Step
 		}

@@ -269,6 +269,16 @@ func checkFlow(fl *Flow, intents []string, add func(path, format string, args ..
 		}
 		checkWebhook(s.Validate, p+".validate", add)
 	}
+	for name, sl := range fl.Slots {
+		if sl.Validate == nil {
+			continue
+		}
+		for _, m := range templateVar.FindAllStringSubmatch(sl.Validate.URL, -1) {
+			if _, ok := fl.Slots[m[1]]; !ok {
+				add("$.slots."+name+".validate", "slot %q: the validator url refers to {{%s}}, which is no slot of this flow", name, m[1])
+			}
+		}
+	}
 	if len(fl.Steps) == 0 {
 		add("$", "the flow has no steps")
 		return
@@ -302,8 +312,21 @@ func checkFlow(fl *Flow, intents []string, add func(path, format string, args ..
 		if kinds != 1 {
 			add(p, "step %q must do exactly one of ask, reply, confirm, answer, webhook, set, escalate (it does %d)", st.ID, kinds)
 		}
-		if st.Ask != "" && !known[st.Ask] {
-			add(p+".ask", "step %q asks for unknown slot %q", st.ID, st.Ask)
+		if _, declared := fl.Slots[st.Ask]; st.Ask != "" && !declared {
+			add(p+".ask", "step %q asks for unknown slot %q (a slot it asks for must be declared under slots:, with a prompt)", st.ID, st.Ask)
+		}
+		if len(st.Switch) > 0 && st.Next == "" && !st.End {
+			add(p, "step %q has a switch but no next: where to go when no case holds", st.ID)
+		}
+		for _, w := range []*Webhook{st.Webhook} {
+			if w == nil {
+				continue
+			}
+			for _, m := range templateVar.FindAllStringSubmatch(w.URL, -1) {
+				if !known[m[1]] {
+					add(p+".webhook", "step %q: the webhook url refers to {{%s}}, which is no slot of this flow", st.ID, m[1])
+				}
+			}
 		}
 		checkWebhook(st.Webhook, p+".webhook", add)
 		if st.Webhook != nil && st.OnError == "" {
@@ -385,6 +408,14 @@ func checkWebhook(w *Webhook, p string, add func(path, format string, args ...an
 	if w.Retries < 0 || w.Retries > 5 {
 		add(p, "webhook retries %d: want 0 to 5", w.Retries)
 	}
+}
+
+// mapOf is the webhook's slot mapping (nil for no webhook).
+func (w *Webhook) mapOf() map[string]string {
+	if w == nil {
+		return nil
+	}
+	return w.Map
 }
 
 func (w *Webhook) mapped() []string {
@@ -482,4 +513,29 @@ func (fl *Flow) stepIndex(id string) (int, bool) {
 	}
 	i, ok := fl.index[id]
 	return i, ok
+}
+
+// MissingVars lists the ${NAME}s that flows' webhook URLs use and vars does not define.
+func MissingVars(flows []*Flow, vars map[string]string) []string {
+	var missing []string
+	check := func(fl *Flow, w *Webhook) {
+		if w == nil {
+			return
+		}
+		for _, m := range envVar.FindAllStringSubmatch(w.URL, -1) {
+			if _, ok := vars[m[1]]; !ok && !slices.Contains(missing, m[1]) {
+				missing = append(missing, m[1])
+			}
+		}
+	}
+	for _, fl := range flows {
+		for _, st := range fl.Steps {
+			check(fl, st.Webhook)
+		}
+		for _, sl := range fl.Slots {
+			check(fl, sl.Validate)
+		}
+	}
+	sort.Strings(missing)
+	return missing
 }

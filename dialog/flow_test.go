@@ -65,6 +65,12 @@ func TestLoadFlowsErrors(t *testing.T) {
 			`webhook timeout "soon"`},
 		{"enum label for no value", head + "slots:\n  r: {type: enum, values: [a], labels: {b: {en: B}}, prompt: {en: '?'}}\nsteps:\n  - {id: a, ask: r, next: b}\n  - {id: b, reply: {en: ok}, end: true}\n",
 			`labels "b", which is not one of its values`},
+		{"switch without next", head + "slots:\n  x: {type: text, prompt: {en: '?'}}\nsteps:\n  - id: a\n    ask: x\n    switch: [{slot: x, equals: y, goto: b}]\n  - {id: b, reply: {en: ok}, end: true}\n",
+			`step "a" has a switch but no next`},
+		{"ask for a slot only a webhook sets", head + "steps:\n  - {id: a, webhook: {url: 'http://x', map: {s: id}}, next: b, on_error: c}\n  - {id: b, ask: s, next: c}\n  - {id: c, reply: {en: ok}, end: true}\n",
+			`step "b" asks for unknown slot "s"`},
+		{"unknown slot in a webhook url", head + "steps:\n  - {id: a, webhook: {url: 'http://x/{{ordr}}'}, next: b, on_error: b}\n  - {id: b, reply: {en: ok}, end: true}\n",
+			`the webhook url refers to {{ordr}}`},
 		{"unknown action", head + "steps:\n  - {id: a, shout: hi, end: true}\n", `unknown field "shout"`},
 	}
 	for _, tt := range tests {

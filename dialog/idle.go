@@ -32,6 +32,7 @@ ORDER BY last_active_at LIMIT $3`, closeBefore, remindBefore, sweepBatch)
 	}
 	var out []Message
 	for _, id := range ids {
+		var wrote *Message
 		err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
 			s, err := lockSession(ctx, tx, id)
 			if err != nil || s.State != StateBot || s.LastActive.IsZero() { // it moved on in between
@@ -54,11 +55,14 @@ ORDER BY last_active_at LIMIT $3`, closeBefore, remindBefore, sweepBatch)
 			if err != nil {
 				return err
 			}
-			out = append(out, m)
+			wrote = &m
 			return saveSession(ctx, tx, s)
 		})
 		if err != nil {
 			return out, kefu.E(op, "", err)
+		}
+		if wrote != nil { // only what committed is delivered
+			out = append(out, *wrote)
 		}
 	}
 	if len(out) > 0 {
@@ -98,6 +102,7 @@ func (e *Engine) Resume(ctx context.Context, sessionID int64) (*Message, error) 
 			return err
 		}
 		out = &res.Replies[0]
+		s.LastActive, s.Reminded = e.cfg.Now(), false // the customer is back: the idle clock restarts
 		return saveSession(ctx, tx, s)
 	})
 	if err != nil {

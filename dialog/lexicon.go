@@ -19,9 +19,9 @@ var (
 		`olv[ií]dalo|laisse tomber|egal)$`)
 	restartRe = regexp.MustCompile(`(?i)^(重新开始|重来|从头开始|重新来|restart|start over|start again|begin again|reset)$`)
 	// correctRe: the customer says something they gave was wrong ("不对，是另一个订单",
-	// "no, the other order", "actually it's …", "change the address").
+	// "no, the other order", "actually it's …"). Not "change the …": that asks for a task.
 	correctRe = regexp.MustCompile(`(?i)(不对|错了|搞错|不是这个|另一个|另外一个|换成|改成|改为|应该是|` +
-		`\bwrong\b|\bnot that\b|\bthe other\b|\banother\b|\bactually\b|\bi meant\b|\bchange (the|my)\b|\binstead\b|^no,)`)
+		`\bwrong\b|\bnot that\b|\bthe other\b|\bactually\b|\bi meant\b|\binstead\b|^no,)`)
 )
 
 // normalizeShort trims what surrounds a short answer: spaces, punctuation, "please", "谢谢".

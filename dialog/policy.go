@@ -20,6 +20,7 @@ const (
 
 // plan is what the bot understood of a message, worked out before the session is locked.
 type plan struct {
+	seq        int64 // the customer's message
 	body       string
 	understood Meta
 	language   string

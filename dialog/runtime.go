@@ -42,6 +42,8 @@ type turn struct {
 	lang string
 	// event marks every reply of the turn that has none of its own ("welcome_back").
 	event string
+	// lead is said before the next question, once ("there is no order SO…").
+	lead string
 }
 
 // say adds a bot reply. While a flow runs, the reply records the flow, its version, the step
@@ -116,22 +118,38 @@ func (t *turn) confident() string {
 // ---- starting flows ----
 
 // start begins fl: slots are filled from this message's entities, then from what the
-// customer said earlier in the conversation (carry-over), and the flow runs to its first wait.
+// customer said earlier in the conversation (carry-over), each through the slot's validator,
+// and the flow runs to its first wait. A task in progress is set aside, to be resumed after.
 func (t *turn) start(fl *Flow) error {
 	d := &t.s.Dialog
 	if cur := d.Flow; cur != nil && cur.Name != fl.Name {
-		d.Paused = cur // a digression into another task: come back to this one after
+		d.Paused = append(d.Paused, cur)
+		if len(d.Paused) > maxPaused {
+			d.Paused = d.Paused[len(d.Paused)-maxPaused:]
+		}
 	}
 	f := &FlowState{Name: fl.Name, Version: fl.Version, Slots: map[string]string{}}
 	d.Flow = f
-	for name, sl := range fl.Slots {
+	for _, name := range slices.Sorted(maps.Keys(fl.Slots)) {
+		sl := fl.Slots[name]
 		if !entityType(sl.Type) {
 			continue
 		}
-		if v, ok := t.entity(sl.Type); ok {
+		v, said := t.entity(sl.Type)
+		if !said {
+			var ok bool
+			if v, ok = d.recall(sl.Type); !ok {
+				continue
+			}
+		}
+		v, ok, why, err := t.accept(fl, name, v)
+		if err != nil {
+			return err
+		}
+		if ok {
 			f.Slots[name] = v
-		} else if v, ok := d.recall(sl.Type); ok {
-			f.Slots[name] = v
+		} else if said && why != "" {
+			t.lead = why + "\n" // "no order SO…": said before the question that follows
 		}
 	}
 	return t.run(fl, fl.Steps[0].ID)
@@ -147,12 +165,8 @@ func entityType(typ string) bool {
 
 // entity is the value of the first entity of typ in the message.
 func (t *turn) entity(typ string) (string, bool) {
-	for _, e := range t.p.understood.Entities {
-		if e.Type == typ {
-			return e.Value, true
-		}
-	}
-	return "", false
+	e, ok := t.entityOf(typ)
+	return e.Value, ok
 }
 
 // ---- running steps ----
@@ -207,7 +221,7 @@ func (t *turn) run(fl *Flow, id string) error {
 			}
 		case st.Webhook != nil:
 			body, err := t.call(st.Webhook, fl, f, map[string]any{
-				"session_id": t.s.ID, "flow": fl.Name, "step": st.ID, "language": t.lang, "slots": f.Slots})
+				"session_id": t.s.ID, "flow": fl.Name, "step": st.ID, "language": t.lang, "slots": f.Slots}, st.ID)
 			if err != nil {
 				t.e.log.WarnContext(t.ctx, "flow webhook failed", "session_id", t.s.ID, "flow", fl.Name, "step", st.ID, "err", err)
 				id = st.OnError
@@ -243,24 +257,35 @@ func (t *turn) run(fl *Flow, id string) error {
 	return fmt.Errorf("flow %s: more than %d steps in one turn", fl.Name, maxStepsPerTurn)
 }
 
-// finish ends the flow in progress and goes back to a task that was set aside for it.
+// finish ends the flow in progress and goes back to the task set aside last, if any.
 func (t *turn) finish() error {
 	d := &t.s.Dialog
 	d.Flow = nil
 	t.s.LowConfidence = 0
-	if p := d.Paused; p != nil {
-		d.Paused = nil
-		if fl := t.e.flows[p.Name]; fl != nil {
-			d.Flow = p
-			return t.prompt(fl, &fl.Steps[fl.index[p.Step]], text(t.lang, "back_to")+flowTitle(fl, t.lang)+"\n")
+	for len(d.Paused) > 0 {
+		p := d.Paused[len(d.Paused)-1]
+		d.Paused = d.Paused[:len(d.Paused)-1]
+		fl := t.e.flows[p.Name]
+		if fl == nil {
+			continue // no longer loaded
 		}
+		d.Flow = p
+		i, ok := fl.stepIndex(p.Step)
+		if !ok || !waits(&fl.Steps[i]) { // the flow changed since: start it again
+			return t.restartFlow(fl)
+		}
+		return t.prompt(fl, &fl.Steps[i], text(t.lang, "back_to")+flowTitle(fl, t.lang)+"\n")
 	}
 	return nil
 }
 
+// waits says whether a step waits for the customer.
+func waits(st *Step) bool { return st.Ask != "" || len(st.Confirm) > 0 }
+
 // prompt asks the question of a waiting step (a slot or a confirmation), after lead.
 func (t *turn) prompt(fl *Flow, st *Step, lead string) error {
 	f := t.s.Dialog.Flow
+	lead, t.lead = t.lead+lead, ""
 	if len(st.Confirm) > 0 {
 		return t.say(lead+render(st.Confirm.in(t.lang), fl, f, t.lang),
 			Meta{QuickReplies: []string{text(t.lang, "yes"), text(t.lang, "no")}})
@@ -299,6 +324,19 @@ func (t *turn) resume() (bool, error) {
 	}
 	st := &fl.Steps[i]
 	body := t.p.body
+	// An exact answer to the waiting question comes first: "不需要了" is a refund reason
+	// before it is a cancel, "yes, change the address" a yes before it is a correction.
+	if st.Ask != "" && fl.Slots[st.Ask].Type == "enum" {
+		if v, ok := fl.Slots[st.Ask].exact(body); ok {
+			return true, t.filled(fl, st, v)
+		}
+	}
+	if len(st.Confirm) > 0 && (isYes(body) || (startsYes.FindString(body) != "" && !butRe.MatchString(body))) {
+		return true, t.run(fl, st.OnYes)
+	}
+	if len(st.Confirm) > 0 && isNo(body) {
+		return true, t.run(fl, st.OnNo)
+	}
 	switch {
 	case isCancel(body):
 		d.Flow = nil
@@ -309,71 +347,97 @@ func (t *turn) resume() (bool, error) {
 	case isRestart(body):
 		return true, t.restartFlow(fl)
 	}
-	changed, reask, err := t.correct(fl, st)
+	// Another task asked for plainly ("where is my order X?" while cancelling another) is
+	// started, not read as a correction of this one.
+	if !isCorrection(body) && startsYes.FindString(body) == "" {
+		if other := t.e.trigger(t.confident()); other != nil && other.Name != fl.Name && t.p.result.Confidence >= 0.8 {
+			return true, t.start(other)
+		}
+	}
+	changed, reask, why, err := t.correct(fl, st)
 	if err != nil {
 		return true, err
 	}
+	if why != "" { // the corrected value was refused: say so and ask the same again
+		return true, t.prompt(fl, st, why+"\n")
+	}
 	if reask != "" { // "the other order" with nothing else remembered: ask for it again
+		t.clearMapped(fl)
 		delete(f.Slots, reask)
-		for _, s := range fl.Steps {
-			if s.Ask == reask {
-				f.Step, f.Retries = s.ID, 0
-				return true, t.prompt(fl, &s, "")
+		for j := range fl.Steps {
+			if fl.Steps[j].Ask == reask {
+				return true, t.run(fl, fl.Steps[j].ID)
 			}
 		}
 	}
 	if len(changed) > 0 {
-		sep := ", "
+		sep, what := ", ", make([]string, len(changed))
 		if t.lang == "zh" {
 			sep = "，"
 		}
-		if err := t.say(text(t.lang, "updated")+strings.Join(changed, sep), Meta{Event: "slot_corrected"}); err != nil {
+		for j, name := range changed {
+			what[j] = fl.Slots[name].title(name, t.lang) + ": " + f.Slots[name]
+		}
+		if err := t.say(text(t.lang, "updated")+strings.Join(what, sep), Meta{Event: "slot_corrected"}); err != nil {
 			return true, err
 		}
-		if st.Ask == "" { // a confirmation: ask it again with the new values
-			return true, t.prompt(fl, st, "")
-		}
-		// The message may also answer the waiting question, if that is a typed value; words
-		// of the correction must not be read as an enum or free-text answer.
-		if entityType(fl.Slots[st.Ask].Type) {
-			v, ok, _, err := t.fill(fl, st.Ask)
-			if err != nil {
-				return true, err
-			}
-			if ok {
-				f.Slots[st.Ask] = v
-				return true, t.run(fl, t.after(st))
+		// Run again from where the first changed slot was asked: filled questions are
+		// skipped, and lookups and switches see the new value (a webhook's answer about the
+		// old order is dropped).
+		t.clearMapped(fl)
+		from := fl.Steps[0].ID
+		for _, st := range fl.Steps {
+			if slices.Contains(changed, st.Ask) {
+				from = st.ID
+				break
 			}
 		}
-		return true, t.prompt(fl, st, "")
+		return true, t.run(fl, from)
 	}
 	if st.Ask != "" {
+		strict := fl.Slots[st.Ask].Type == "text"
+		if strict { // nearly anything is an address: let a clear question or task through first
+			if handled, err := t.digress(fl, true); handled || err != nil {
+				return true, err
+			}
+		}
 		v, ok, why, err := t.fill(fl, st.Ask)
 		if err != nil {
 			return true, err
 		}
 		if ok {
-			f.Slots[st.Ask] = v
-			f.Retries = 0
-			t.s.LowConfidence = 0
-			return true, t.run(fl, t.after(st))
+			return true, t.filled(fl, st, v)
 		}
-		if handled, err := t.digress(fl, fl.Slots[st.Ask].Type == "text"); handled || err != nil {
-			return true, err
+		if !strict {
+			if handled, err := t.digress(fl, false); handled || err != nil {
+				return true, err
+			}
 		}
 		return true, t.retry(fl, st, why)
 	}
-	// a confirmation
-	switch {
-	case isYes(body):
-		return true, t.run(fl, st.OnYes)
-	case isNo(body):
-		return true, t.run(fl, st.OnNo)
-	}
+	// a confirmation that got neither yes nor no
 	if handled, err := t.digress(fl, false); handled || err != nil {
 		return true, err
 	}
 	return true, t.retry(fl, st, text(t.lang, "yes_or_no"))
+}
+
+// filled stores the answer to the waiting question and goes on.
+func (t *turn) filled(fl *Flow, st *Step, v string) error {
+	f := t.s.Dialog.Flow
+	f.Slots[st.Ask] = v
+	f.Retries = 0
+	t.s.LowConfidence = 0
+	return t.run(fl, t.after(st))
+}
+
+// clearMapped forgets the slots webhooks filled: they described values that changed.
+func (t *turn) clearMapped(fl *Flow) {
+	for _, st := range fl.Steps {
+		for slot := range st.Webhook.mapOf() {
+			delete(t.s.Dialog.Flow.Slots, slot)
+		}
+	}
 }
 
 // after is where a step goes once its slot is filled.
@@ -425,9 +489,6 @@ func (t *turn) digress(fl *Flow, strict bool) (bool, error) {
 	question := strings.ContainsAny(t.p.body, "?？吗呢") || strings.HasPrefix(strings.ToLower(t.p.body), "how ")
 	if other := t.e.trigger(intent); other != nil && other.Name != fl.Name &&
 		(!strict || t.p.result.Confidence >= 0.9 || question) {
-		if d.Paused != nil { // only one task is set aside at a time
-			d.Paused = nil
-		}
 		return true, t.start(other)
 	}
 	if strict && !question {
@@ -486,19 +547,35 @@ func (t *turn) fill(fl *Flow, name string) (value string, ok bool, why string, e
 	default:
 		value, ok = t.entity(sl.Type)
 	}
-	if !ok || sl.Validate == nil {
-		return value, ok, "", nil
+	if !ok {
+		return "", false, "", nil
 	}
-	resp, err := t.call(sl.Validate, fl, t.s.Dialog.Flow, map[string]any{
-		"session_id": t.s.ID, "slot": name, "value": value, "language": t.lang})
-	if err != nil { // a validator that is down does not block the customer: accept the value
+	return t.accept(fl, name, value)
+}
+
+// accept runs a value through its slot's validator, if it has one. A validator that cannot be
+// reached does not block the customer: the value is accepted and the failure logged.
+func (t *turn) accept(fl *Flow, name, value string) (string, bool, string, error) {
+	sl := fl.Slots[name]
+	if sl.Validate == nil {
+		return value, true, "", nil
+	}
+	f := t.s.Dialog.Flow
+	candidate := &FlowState{Name: f.Name, Version: f.Version, Step: f.Step, Slots: maps.Clone(f.Slots)}
+	candidate.Slots[name] = value // a validator's URL may name the value it checks
+	resp, err := t.call(sl.Validate, fl, candidate, map[string]any{
+		"session_id": t.s.ID, "slot": name, "value": value, "language": t.lang}, "validate:"+name)
+	if err != nil {
 		t.e.log.WarnContext(t.ctx, "slot validator failed; accepting the value", "session_id", t.s.ID, "slot", name, "err", err)
 		return value, true, "", nil
 	}
 	if !gjson.GetBytes(resp, "valid").Bool() {
-		why = gjson.GetBytes(resp, "message_"+t.lang).String()
+		why := gjson.GetBytes(resp, "message_"+t.lang).String()
 		if why == "" {
 			why = gjson.GetBytes(resp, "message_en").String()
+		}
+		if why == "" {
+			why = sl.Invalid.in(t.lang)
 		}
 		return "", false, why, nil
 	}
@@ -508,13 +585,22 @@ func (t *turn) fill(fl *Flow, name string) (value string, ok bool, why string, e
 	return value, true, "", nil
 }
 
-// correct applies corrections of slots the customer already gave: a new value of a typed slot
-// in the message replaces the old one ("不对，订单号是 SO…"); a correction that names a slot
-// without a value takes the other remembered value ("no, the other order") or, with none,
-// asks again (reask). changed lists "name: value" for each slot that changed.
-func (t *turn) correct(fl *Flow, waiting *Step) (changed []string, reask string, err error) {
+// butRe marks a yes that takes something back ("yes, but the other order").
+var butRe = regexp.MustCompile(`(?i)(\bbut\b|\bexcept\b|但是|不过|可是)`)
+
+// startsYes is a message that begins by agreeing: it is not a correction.
+var startsYes = regexp.MustCompile(`(?i)^\s*(yes|yeah|yep|sure|ok|okay|是的|是|对|好的|好|确认|没错)\b`)
+
+// correct applies corrections of slots the customer already gave. A correction is a message
+// with a correction word ("不对，订单号是 SO…", "no, the other order"), or at a
+// confirmation a message that is little more than a new value. A new value of a typed slot
+// replaces the old one once its validator accepts it (else why says what was wrong); a
+// correction that names a slot without a value takes the other remembered value or, with
+// none, asks for it again (reask). changed lists the slots that changed.
+func (t *turn) correct(fl *Flow, waiting *Step) (changed []string, reask, why string, err error) {
 	f := t.s.Dialog.Flow
-	cue := isCorrection(t.p.body)
+	body := t.p.body
+	cue := isCorrection(body) && startsYes.FindString(body) == ""
 	names := slices.Sorted(maps.Keys(fl.Slots))
 	for _, name := range names {
 		sl := fl.Slots[name]
@@ -522,30 +608,71 @@ func (t *turn) correct(fl *Flow, waiting *Step) (changed []string, reask string,
 		if !filled || name == waiting.Ask || !entityType(sl.Type) {
 			continue
 		}
-		if v, ok := t.entity(sl.Type); ok && v != old {
+		if e, ok := t.entityOf(sl.Type); ok && e.Value != old {
+			bare := len(strings.TrimSpace(body)) <= len(e.Text)+6
+			if !cue && !(bare && len(waiting.Confirm) > 0) {
+				continue
+			}
+			v, ok, why, err := t.accept(fl, name, e.Value)
+			if err != nil || !ok {
+				return nil, "", why, err
+			}
 			f.Slots[name] = v
-			changed = append(changed, sl.title(name, t.lang)+": "+v)
+			changed = append(changed, name)
 			continue
 		}
-		if cue && sl.mentioned(t.p.body) {
+		if cue && sl.mentioned(body) {
 			if v, ok := t.s.Dialog.other(sl.Type, old); ok {
-				f.Slots[name] = v
-				changed = append(changed, sl.title(name, t.lang)+": "+v)
-			} else {
-				return nil, name, nil
+				if v, ok, _, err = t.accept(fl, name, v); err != nil {
+					return nil, "", "", err
+				}
+				if ok {
+					f.Slots[name] = v
+					changed = append(changed, name)
+					continue
+				}
 			}
+			return nil, name, "", nil
 		}
 	}
 	if cue && len(changed) == 0 {
 		// "不对，地址写错了": a free-text or enum slot named in a correction is asked again.
 		for _, name := range names {
 			sl := fl.Slots[name]
-			if _, filled := f.Slots[name]; filled && name != waiting.Ask && !entityType(sl.Type) && sl.mentioned(t.p.body) {
-				return nil, name, nil
+			if _, filled := f.Slots[name]; filled && name != waiting.Ask && !entityType(sl.Type) && sl.mentioned(body) {
+				return nil, name, "", nil
 			}
 		}
 	}
-	return changed, "", nil
+	return changed, "", "", nil
+}
+
+// entityOf is the first entity of typ in the message.
+func (t *turn) entityOf(typ string) (nlu.Entity, bool) {
+	for _, e := range t.p.understood.Entities {
+		if e.Type == typ {
+			return e, true
+		}
+	}
+	return nlu.Entity{}, false
+}
+
+// exact finds the enum value a whole message names: a value, a label or a synonym and
+// nothing else (a button press, or a typed "不需要了").
+func (sl Slot) exact(body string) (string, bool) {
+	b := normalizeShort(body)
+	for _, v := range sl.Values {
+		words := append([]string{v, strings.ReplaceAll(v, "_", " ")}, sl.Synonyms[v]...)
+		for _, l := range sl.Labels[v] {
+			words = append(words, l)
+		}
+		for _, w := range words {
+			if strings.EqualFold(b, normalizeShort(w)) {
+				return v, true
+			}
+		}
+	}
+	return "", false
 }
 
 // match finds the enum value a message names: the value itself, its labels or a synonym,
@@ -674,11 +801,32 @@ var envVar = regexp.MustCompile(`\$\{([A-Z_][A-Z0-9_]*)\}`)
 
 // call makes a webhook call: ${NAME} in the URL comes from the engine's variables and {{slot}}
 // from the flow's slots, path-escaped.
-func (t *turn) call(w *Webhook, fl *Flow, f *FlowState, payload map[string]any) ([]byte, error) {
+//
+// The idempotency key is the session, the customer's message and the step (what): a turn
+// rolled back after the call and sent again makes the same call with the same key, so the
+// service does the work once.
+func (t *turn) call(w *Webhook, fl *Flow, f *FlowState, payload map[string]any, what string) ([]byte, error) {
 	u := envVar.ReplaceAllStringFunc(w.URL, func(m string) string { return t.e.cfg.Vars[m[2:len(m)-1]] })
-	u = templateVar.ReplaceAllStringFunc(u, func(m string) string {
-		return url.PathEscape(f.Slots[templateVar.FindStringSubmatch(m)[1]])
-	})
+	// A slot's value is the customer's text: escaped for where it goes, path or query, and
+	// never "." or "..", which would move along the path.
+	path, query, hasQuery := strings.Cut(u, "?")
+	var bad error
+	fillIn := func(escape func(string) string) func(string) string {
+		return func(m string) string {
+			v := f.Slots[templateVar.FindStringSubmatch(m)[1]]
+			if v == "." || v == ".." {
+				bad = fmt.Errorf("%s: a slot value %q cannot go into a url", fl.Name, v)
+			}
+			return escape(v)
+		}
+	}
+	u = templateVar.ReplaceAllStringFunc(path, fillIn(url.PathEscape))
+	if hasQuery {
+		u += "?" + templateVar.ReplaceAllStringFunc(query, fillIn(url.QueryEscape))
+	}
+	if bad != nil {
+		return nil, bad
+	}
 	method := strings.ToUpper(w.Method)
 	if method == "" {
 		method = "POST"
@@ -687,7 +835,9 @@ func (t *turn) call(w *Webhook, fl *Flow, f *FlowState, payload map[string]any) 
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	body, _, err := t.e.hooks.Call(t.ctx, WebhookCall{Method: method, URL: u, Body: payload, Timeout: timeout, Retries: w.Retries})
+	key := fmt.Sprintf("kefu-%d-%d-%s-%s", t.s.ID, t.p.seq, fl.Name, what)
+	body, _, err := t.e.hooks.Call(t.ctx, WebhookCall{Method: method, URL: u, Body: payload, Timeout: timeout,
+		Retries: w.Retries, IdempotencyKey: key})
 	if err != nil {
 		return nil, err
 	}

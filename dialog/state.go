@@ -10,7 +10,7 @@ import (
 // another instance carries on where the last turn left off.
 type State struct {
 	Flow    *FlowState          `json:"flow,omitempty"`    // the task in progress
-	Paused  *FlowState          `json:"paused,omitempty"`  // a task set aside for another; resumed when that ends
+	Paused  []*FlowState        `json:"paused,omitempty"`  // tasks set aside for another, the last resumed first
 	Clarify *Clarify            `json:"clarify,omitempty"` // the bot asked "did you mean A or B?"
 	Memory  map[string][]string `json:"memory,omitempty"`  // entity type → values the customer gave, newest last
 }
@@ -30,6 +30,9 @@ type Clarify struct {
 	Text     string       `json:"text"`    // the message that was unclear
 	Entities []nlu.Entity `json:"entities,omitempty"`
 }
+
+// maxPaused is how many tasks can be set aside at once; the oldest is dropped beyond it.
+const maxPaused = 3
 
 // memoryDepth is how many values of each entity type a session remembers.
 const memoryDepth = 5

@@ -27,7 +27,7 @@ import (
 // use the third to recognise a retry of a request it has already handled.
 const (
 	HeaderWebhookTimestamp = "X-Kefu-Timestamp" // unix seconds when the attempt was signed
-	HeaderWebhookSignature = "X-Kefu-Signature" // v1=<hex HMAC-SHA256(secret, timestamp + "." + body)>
+	HeaderWebhookSignature = "X-Kefu-Signature" // v1=<hex HMAC-SHA256(secret, "ts.METHOD./path?query." + body)>
 	HeaderIdempotencyKey   = "Idempotency-Key"  // one random key for every attempt of one Call
 )
 
@@ -84,6 +84,10 @@ type WebhookCall struct {
 	Timeout time.Duration
 	// Retries is the number of extra attempts after the first (default 0, at most 5).
 	Retries int
+	// IdempotencyKey is sent on every attempt (empty: a random one per Call). A caller that may
+	// make the same call again after a crash or a rolled-back turn passes a key of its own
+	// that is the same both times.
+	IdempotencyKey string
 }
 
 // WebhookError is a failed Call. Its message names the method, the URL without its query
@@ -169,7 +173,10 @@ func (c *WebhookClient) Call(ctx context.Context, call WebhookCall) (body []byte
 		timeout = defaultWebhookTimeout
 	}
 	attempts := 1 + min(max(call.Retries, 0), maxWebhookRetries)
-	key := rand.Text() // the same on every attempt, so the receiver can drop repeats
+	key := call.IdempotencyKey // the same on every attempt, so the receiver can drop repeats
+	if key == "" {
+		key = rand.Text()
+	}
 
 	log := c.Log
 	if log == nil {
@@ -250,7 +257,7 @@ func (c *WebhookClient) attempt(ctx context.Context, method, rawURL string, payl
 		// Signed per attempt: a retry after a long wait still carries a fresh timestamp.
 		ts := strconv.FormatInt(time.Now().Unix(), 10)
 		req.Header.Set(HeaderWebhookTimestamp, ts)
-		req.Header.Set(HeaderWebhookSignature, "v1="+webhookSignature(c.Secret, ts, payload))
+		req.Header.Set(HeaderWebhookSignature, "v1="+webhookSignature(c.Secret, ts, method, req.URL.RequestURI(), payload))
 	}
 
 	client := c.HTTP
@@ -351,11 +358,15 @@ func (c *WebhookClient) parseRetryAfter(v string) time.Duration {
 	return max(min(d, limit), 0)
 }
 
-// webhookSignature is hex(HMAC-SHA256(secret, timestamp + "." + body)).
-func webhookSignature(secret []byte, timestamp string, body []byte) string {
+// webhookSignature is hex(HMAC-SHA256(secret, timestamp + "." + method + "." + request URI +
+// "." + body)): a signature holds only for the request it was made for, so a captured one
+// cannot be replayed on another path or method.
+func webhookSignature(secret []byte, timestamp, method, uri string, body []byte) string {
 	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte(timestamp))
-	mac.Write([]byte{'.'})
+	for _, part := range []string{timestamp, method, uri} {
+		mac.Write([]byte(part))
+		mac.Write([]byte{'.'})
+	}
 	mac.Write(body)
 	return hex.EncodeToString(mac.Sum(nil))
 }
@@ -401,7 +412,7 @@ func VerifyWebhook(secret []byte, r *http.Request, body []byte, now time.Time, m
 	if header == "" {
 		return fmt.Errorf("%w: missing %s", ErrWebhookSignature, HeaderWebhookSignature)
 	}
-	want, _ := hex.DecodeString(webhookSignature(secret, ts, body))
+	want, _ := hex.DecodeString(webhookSignature(secret, ts, r.Method, r.URL.RequestURI(), body))
 	for part := range strings.SplitSeq(header, ",") {
 		sig, ok := strings.CutPrefix(strings.TrimSpace(part), "v1=")
 		if !ok {

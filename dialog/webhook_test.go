@@ -39,6 +39,7 @@ type received struct {
 	header http.Header
 	body   []byte
 	query  string
+	uri    string // path and query, as signed
 }
 
 // recorder is a test server that records requests and answers with respond(n, w), n counting
@@ -53,7 +54,7 @@ func (rec *recorder) server(t *testing.T, respond func(n int, w http.ResponseWri
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		rec.mu.Lock()
-		rec.reqs = append(rec.reqs, received{r.Method, r.Header.Clone(), body, r.URL.RawQuery})
+		rec.reqs = append(rec.reqs, received{r.Method, r.Header.Clone(), body, r.URL.RawQuery, r.URL.RequestURI()})
 		n := len(rec.reqs)
 		rec.mu.Unlock()
 		respond(n, w, r)
@@ -70,7 +71,7 @@ func (rec *recorder) all() []received {
 
 // verify checks a recorded request's signature as a receiver would.
 func (r received) verify(secret []byte, now time.Time, skew time.Duration) error {
-	req := httptest.NewRequest(r.method, "/", bytes.NewReader(r.body))
+	req := httptest.NewRequest(r.method, r.uri, bytes.NewReader(r.body))
 	req.Header = r.header
 	return VerifyWebhook(secret, req, r.body, now, skew)
 }
@@ -117,6 +118,11 @@ func TestWebhookSignedSuccess(t *testing.T) {
 	}
 	if err := r.verify([]byte("another secret"), time.Now(), time.Minute); !errors.Is(err, ErrWebhookSignature) {
 		t.Errorf("VerifyWebhook with the wrong secret = %v, want ErrWebhookSignature", err)
+	}
+	replayed := r
+	replayed.uri, replayed.method = "/demo/orders/OTHER/cancel", "POST"
+	if err := replayed.verify(testSecret, time.Now(), time.Minute); !errors.Is(err, ErrWebhookSignature) {
+		t.Errorf("a signature replayed on another path = %v, want ErrWebhookSignature", err)
 	}
 }
 

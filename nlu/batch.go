@@ -3,6 +3,7 @@ package nlu
 import (
 	"context"
 	"runtime"
+	"sync"
 
 	"github.com/kefu-dev/kefu"
 )
@@ -87,6 +88,9 @@ func (c *Classifier) batchWorker() {
 			continue
 		}
 		out, err := c.run(context.Background(), texts)
+		if err == nil && out.emb != nil {
+			c.recent.put(texts, out.emb)
+		}
 		for i, r := range live {
 			switch {
 			case err != nil:
@@ -98,4 +102,41 @@ func (c *Classifier) batchWorker() {
 			}
 		}
 	}
+}
+
+// embedCache keeps the sentence embeddings of the messages Understand saw last: a turn
+// classifies a message and then searches knowledge with the same text, and the second model
+// run is saved. Safe for concurrent use.
+type embedCache struct {
+	mu   sync.Mutex
+	vecs map[string][]float32
+	ring []string // keys in insertion order; the oldest goes first
+	next int
+}
+
+const embedCacheSize = 2048
+
+func (e *embedCache) put(texts []string, vecs [][]float32) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.vecs == nil {
+		e.vecs, e.ring = map[string][]float32{}, make([]string, embedCacheSize)
+	}
+	for i, t := range texts {
+		if _, ok := e.vecs[t]; ok {
+			continue
+		}
+		if old := e.ring[e.next]; old != "" {
+			delete(e.vecs, old)
+		}
+		e.ring[e.next], e.vecs[t] = t, vecs[i]
+		e.next = (e.next + 1) % embedCacheSize
+	}
+}
+
+func (e *embedCache) get(text string) ([]float32, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	v, ok := e.vecs[text]
+	return v, ok
 }

@@ -73,6 +73,7 @@ type Classifier struct {
 	dim     int
 	slots   chan struct{} // bounds concurrent runs to the number of cores
 
+	recent    embedCache           // embeddings of recent messages, for the knowledge search that follows
 	queue     chan classifyRequest // Understand's requests, gathered into micro-batches
 	stop      chan struct{}
 	workers   sync.WaitGroup
@@ -502,6 +503,11 @@ func (c *Classifier) Understand(ctx context.Context, text string) (Result, error
 func (c *Classifier) Embed(ctx context.Context, texts []string) ([][]float32, error) {
 	if c.embed < 0 {
 		return nil, kefu.Errorf("nlu.Embed", kefu.Invalid, "model %s has no sentence embedding output (embedding, last_hidden_state or pooler_output)", c.meta.Version)
+	}
+	if len(texts) == 1 { // a customer's message, most likely just classified
+		if v, ok := c.recent.get(texts[0]); ok {
+			return [][]float32{v}, nil
+		}
 	}
 	var out [][]float32
 	for i := 0; i < len(texts); i += 32 {

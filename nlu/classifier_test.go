@@ -87,6 +87,24 @@ func TestEmbed(t *testing.T) {
 			t.Fatalf("batched and single embeddings differ at %d: %f vs %f", j, vecs[0][j], one[0][j])
 		}
 	}
+	// A message Understand just saw is embedded from the cache, with the same vector.
+	const msg = "我的快递什么时候到"
+	if _, err := c.Understand(t.Context(), msg); err != nil {
+		t.Fatal(err)
+	}
+	cached, err := c.Embed(t.Context(), []string{msg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := c.Embed(t.Context(), []string{msg, "padding forces a new run"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for j := range fresh[0] {
+		if math.Abs(float64(cached[0][j]-fresh[0][j])) > 1e-4 {
+			t.Fatalf("cached and computed embeddings differ at %d: %f vs %f", j, cached[0][j], fresh[0][j])
+		}
+	}
 }
 
 func TestUnderstandConcurrent(t *testing.T) {

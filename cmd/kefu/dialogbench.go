@@ -253,6 +253,9 @@ func dialogVerify(ctx context.Context, args []string, log *slog.Logger) error {
 		}
 	}
 	f.Close()
+	if !scratchName.MatchString(*schema) {
+		return fmt.Errorf("-schema %q: want the kefu_scratch_… schema the bench printed", *schema)
+	}
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	cfg.scratchSchema = *schema
 	b, err := openTestBot(ctx, cfg, cfg.FlowsDir, 8, nil, quiet)
@@ -290,7 +293,7 @@ func dialogVerify(ctx context.Context, args []string, log *slog.Logger) error {
 	err = pool.QueryRow(ctx, `
 SELECT count(*) FROM dialog_message c JOIN dialog_session s ON s.id = c.session_id
 WHERE c.role = 'customer' AND s.state = 'bot'
-  AND NOT EXISTS (SELECT 1 FROM dialog_message r WHERE r.session_id = c.session_id AND r.seq = c.seq + 1)`).Scan(&orphans)
+  AND NOT EXISTS (SELECT 1 FROM dialog_message r WHERE r.session_id = c.session_id AND r.seq = c.seq + 1 AND r.role = 'bot')`).Scan(&orphans)
 	if err != nil {
 		return err
 	}

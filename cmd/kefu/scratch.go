@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strings"
 	"time"
 
@@ -15,6 +16,9 @@ import (
 	"github.com/kefu-dev/kefu/internal/localpg"
 	"github.com/kefu-dev/kefu/internal/migrate"
 )
+
+// scratchName is what openScratch names its schemas.
+var scratchName = regexp.MustCompile(`^kefu_scratch_[a-z0-9]+$`)
 
 // scratch is a throwaway schema for commands that write test data (conversation tests,
 // benchmarks): they never touch the served data, and the schema goes when they finish.
@@ -30,10 +34,18 @@ type scratch struct {
 // makes a new schema in it, migrated. maxConns bounds the pool (0: pgx's default).
 func openScratch(ctx context.Context, cfg Config, maxConns int32, log *slog.Logger) (*scratch, error) {
 	admin, cluster, err := openDatabase(ctx, cfg, log)
-	s := &scratch{admin: admin, cluster: cluster, name: cfg.scratchSchema}
+	// An existing schema (kefu dialog verify) is never dropped here, whatever happens.
+	s := &scratch{admin: admin, cluster: cluster, name: cfg.scratchSchema, keep: cfg.scratchSchema != ""}
 	if err != nil {
 		s.Close()
 		return nil, err
+	}
+	if s.name != "" {
+		var exists bool
+		if err := admin.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, s.name).Scan(&exists); err != nil || !exists {
+			s.Close()
+			return nil, fmt.Errorf("scratch schema %q does not exist (%v)", s.name, err)
+		}
 	}
 	if s.name == "" {
 		s.name = "kefu_scratch_" + strings.ToLower(rand.Text()[:10])
@@ -43,7 +55,7 @@ func openScratch(ctx context.Context, cfg Config, maxConns int32, log *slog.Logg
 		}
 	}
 	pc := admin.Config().Copy()
-	pc.ConnConfig.RuntimeParams["search_path"] = s.name + ",public"
+	pc.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{s.name}.Sanitize() + ",public"
 	pc.AfterConnect = pgxvec.RegisterTypes
 	if maxConns > 0 {
 		pc.MaxConns = maxConns

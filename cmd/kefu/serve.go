@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -146,11 +147,15 @@ func (m *Main) Run(ctx context.Context) error {
 	if len(secret) == 0 {
 		secret = []byte(rand.Text())
 	}
+	vars := map[string]string{"KEFU_URL": self}
+	if missing := dialog.MissingVars(flows, vars); len(missing) > 0 {
+		return fmt.Errorf("flows in %s use ${%s}, which kefu does not define (it defines ${KEFU_URL})", flowsDir, strings.Join(missing, "}, ${"))
+	}
 	engine := dialog.NewEngine(pool, m.model, kb, queue, dialog.Config{
 		EscalateAfter: cfg.EscalateAfter, ClarifyMargin: cfg.ClarifyMargin,
 		ReminderAfter: cfg.ReminderAfter, CloseAfter: cfg.CloseAfter,
 		Flows: flows, Webhooks: &dialog.WebhookClient{Secret: secret, Log: m.Log},
-		Vars: map[string]string{"KEFU_URL": self},
+		Vars: vars,
 	}, m.Log)
 	deps := api.Deps{Pool: pool, Engine: engine, Queue: queue, Agents: agents, Log: m.Log}
 	if cfg.Demo {
