@@ -1,6 +1,7 @@
 package dialog_test
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
@@ -169,4 +170,40 @@ func TestConcurrentTurnsInAForm(t *testing.T) {
 			t.Fatalf("form after two concurrent messages: %+v", f)
 		}
 	}
+}
+
+// TestManyFormsAtOnce: more sessions than pool connections, each in the middle of a form,
+// all asking a knowledge question at the same moment. Every turn completes: nothing a turn
+// does while it holds its session's lock waits for a second connection from the pool (the
+// pool here has 8).
+func TestManyFormsAtOnce(t *testing.T) {
+	t.Parallel()
+	b := newShopBot(t, loadModel(t))
+	ids := make([]int64, 24)
+	for i := range ids {
+		s, _, err := b.engine.CreateSession(t.Context(), "web", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.engine.Turn(t.Context(), dialog.Inbound{SessionID: s.ID, Text: "我要退款"}); err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = s.ID
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Go(func() {
+			r, err := b.engine.Turn(ctx, dialog.Inbound{SessionID: id, Text: "退款多久到账？"})
+			if err != nil {
+				t.Errorf("session %d: %v", id, err)
+				return
+			}
+			if len(r.Replies) < 2 || len(r.Replies[0].Meta.Sources) == 0 {
+				t.Errorf("session %d: replies %+v, want the answer and the question again", id, r.Replies)
+			}
+		})
+	}
+	wg.Wait()
 }

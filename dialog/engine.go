@@ -24,9 +24,11 @@ type Understander interface {
 	Understand(ctx context.Context, text string) (nlu.Result, error)
 }
 
-// Answerer is what a turn needs from retrieval.
+// Answerer is what a turn needs from retrieval: answers before the session's lock, and
+// inside its transaction.
 type Answerer interface {
 	Answer(ctx context.Context, question, lang string) (retrieval.Answer, error)
+	AnswerTx(ctx context.Context, tx pgx.Tx, question, lang string) (retrieval.Answer, error)
 }
 
 // Escalator is what a turn needs from handoff: a queue it writes to inside the turn's
@@ -250,7 +252,7 @@ func (e *Engine) Turn(ctx context.Context, in Inbound) (TurnResult, error) {
 	}
 	var plan *plan
 	if cur.State == StateBot || cur.State == StateClosed {
-		if plan, err = e.think(ctx, body, cur.Dialog); err != nil {
+		if plan, err = e.think(ctx, body); err != nil {
 			return TurnResult{}, kefu.E(op, "", err)
 		}
 	}

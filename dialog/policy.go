@@ -34,10 +34,9 @@ type plan struct {
 // intent model catches most of them; this catches the short, blunt ones it must never miss.
 var askHuman = regexp.MustCompile(`(?i)(转人工|人工客服|人工服务|找人工|要人工|接人工|真人|客服专员|\b(human|real person|live (agent|person|chat)|representative|operator)\b|\b(talk|speak|chat)\s+(to|with)\s+(a|an|the|some)?\s*(person|agent|someone|human|staff)\b|^\s*(agent|person)\s*(please|pls)?\s*[.!]?\s*$)`)
 
-// think runs the intent model and, when the session's last known state says the answer will
-// probably be needed, the knowledge search. peek is that state, read without the lock: if it
-// changed in between, act searches itself.
-func (e *Engine) think(ctx context.Context, body string, peek State) (*plan, error) {
+// think runs the intent model and the knowledge search: everything a turn needs that does
+// not depend on the session's state, so it runs before the session is locked.
+func (e *Engine) think(ctx context.Context, body string) (*plan, error) {
 	res, err := e.nlu.Understand(ctx, body)
 	if err != nil {
 		return nil, err
@@ -47,10 +46,10 @@ func (e *Engine) think(ctx context.Context, body string, peek State) (*plan, err
 		Language: res.Language, ModelVersion: res.ModelVersion, Entities: nlu.Extract(body, e.cfg.Now())}
 	p.askedHuman = askHuman.MatchString(body) ||
 		(res.Intent == "human_agent" && res.Confidence >= e.cfg.MinIntentConfidence)
-	needed := !p.askedHuman && peek.Flow == nil && peek.Clarify == nil &&
-		(e.trigger(res.Intent) == nil || infoQuestion.MatchString(body)) &&
-		!(smallTalk[res.Intent] && res.Confidence >= e.cfg.MinIntentConfidence)
-	if needed {
+	// The knowledge search is done here, before the session's lock, whenever the bot might
+	// answer: a search under the lock would need a second pool connection while holding one,
+	// and enough concurrent turns doing that exhaust the pool and wait on each other forever.
+	if !p.askedHuman {
 		if p.answer, err = e.kb.Answer(ctx, body, res.Language); err != nil {
 			return nil, err
 		}

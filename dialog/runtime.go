@@ -89,10 +89,12 @@ func (t *turn) escalate(reason string) error {
 	return t.say(text(t.lang, key), meta)
 }
 
-// knowledge is the knowledge base's answer to the customer's message, looked up once.
+// knowledge is the knowledge base's answer to the customer's message, searched before the
+// lock (think). A clarified message is searched again with the chosen topic; that search
+// runs inside the transaction so it takes no second pool connection.
 func (t *turn) knowledge() (retrieval.Answer, error) {
 	if !t.p.searched {
-		a, err := t.e.kb.Answer(t.ctx, t.p.body, t.lang)
+		a, err := t.e.kb.AnswerTx(t.ctx, t.tx, t.p.body, t.lang)
 		if err != nil {
 			return retrieval.Answer{}, err
 		}

@@ -199,9 +199,18 @@ type hit struct {
 	score float64
 }
 
+// querier is a pool or a transaction.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
 // Search returns the entries closest to question, best first, one per key, each in lang where
 // the entry has that language.
 func (s *Store) Search(ctx context.Context, question, lang string, k int) ([]hit, error) {
+	return s.search(ctx, s.pool, question, lang, k)
+}
+
+func (s *Store) search(ctx context.Context, db querier, question, lang string, k int) ([]hit, error) {
 	const op = "retrieval.Search"
 	vecs, err := s.embedder.Embed(ctx, []string{question})
 	if err != nil {
@@ -223,7 +232,7 @@ SELECT DISTINCT ON (b.score, b.key)
        e.id, e.key, e.language, e.title, e.question, e.alternates, e.answer, e.link, e.version, b.score
 FROM best b JOIN retrieval_entry e ON e.key = b.key
 ORDER BY b.score DESC, b.key, (e.language = $4) DESC, (e.language = 'en') DESC, e.language`
-	rows, err := s.pool.Query(ctx, q, pgvector.NewVector(vecs[0]), s.embedder.EmbedderID(), k*8, lang)
+	rows, err := db.Query(ctx, q, pgvector.NewVector(vecs[0]), s.embedder.EmbedderID(), k*8, lang)
 	if err != nil {
 		return nil, kefu.E(op, kefu.Unavailable, err)
 	}
@@ -250,7 +259,17 @@ ORDER BY b.score DESC, b.key, (e.language = $4) DESC, (e.language = 'en') DESC, 
 // Answer answers question from the knowledge base in lang. An answer below the threshold has
 // Found false and carries related questions instead of a guess.
 func (s *Store) Answer(ctx context.Context, question, lang string) (Answer, error) {
-	hits, err := s.Search(ctx, question, lang, 4)
+	return s.answer(ctx, s.pool, question, lang)
+}
+
+// AnswerTx is Answer inside tx: for a caller that holds a transaction, which must not wait
+// for a second connection from the pool.
+func (s *Store) AnswerTx(ctx context.Context, tx pgx.Tx, question, lang string) (Answer, error) {
+	return s.answer(ctx, tx, question, lang)
+}
+
+func (s *Store) answer(ctx context.Context, db querier, question, lang string) (Answer, error) {
+	hits, err := s.search(ctx, db, question, lang, 4)
 	if err != nil {
 		return Answer{}, err
 	}

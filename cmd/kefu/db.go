@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -49,6 +50,11 @@ func openPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("database url: %w", err)
 	}
 	cfg.AfterConnect = pgxvec.RegisterTypes
+	if !strings.Contains(url, "pool_max_conns") {
+		// pgx's default (the number of cores, at least 4) is too few for turns that hold a
+		// connection through a webhook call; PostgreSQL's default limit is 100.
+		cfg.MaxConns = 32
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)

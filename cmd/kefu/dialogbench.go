@@ -184,6 +184,9 @@ func benchLevel(ctx context.Context, eng *dialog.Engine, n int, dur, think time.
 				if t0.After(measureFrom) {
 					mu.Lock()
 					if err != nil {
+						if errs == 0 {
+							fmt.Fprintf(os.Stderr, "first turn error: %v\n", err)
+						}
 						errs++
 					} else {
 						lat = append(lat, ms)
