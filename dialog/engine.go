@@ -244,17 +244,12 @@ func (e *Engine) Turn(ctx context.Context, in Inbound) (TurnResult, error) {
 	if err != nil {
 		return TurnResult{}, err
 	}
-	// Understanding and knowledge search are pure reads: do them before taking the session's
-	// lock, and only while the bot has the conversation.
-	cur, err := e.Get(ctx, in.SessionID)
+	// Understanding and knowledge search are pure reads: they run before the session's lock,
+	// for every message. While a person owns the conversation the bot stays silent, but the
+	// intent and entities it read are stored with the message for the agent.
+	plan, err := e.think(ctx, body)
 	if err != nil {
 		return TurnResult{}, kefu.E(op, "", err)
-	}
-	var plan *plan
-	if cur.State == StateBot || cur.State == StateClosed {
-		if plan, err = e.think(ctx, body); err != nil {
-			return TurnResult{}, kefu.E(op, "", err)
-		}
 	}
 
 	tx, err := e.pool.Begin(ctx)
@@ -262,21 +257,15 @@ func (e *Engine) Turn(ctx context.Context, in Inbound) (TurnResult, error) {
 		return TurnResult{}, kefu.E(op, kefu.Unavailable, err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit
-	s, err := lockSession(ctx, tx, in.SessionID)
+	s, dup, err := lockForTurn(ctx, tx, in.SessionID, in.ClientID)
 	if err != nil {
 		return TurnResult{}, kefu.E(op, "", err)
 	}
-	if in.ClientID != "" {
-		m, dup, err := findByClientID(ctx, tx, s.ID, RoleCustomer, in.ClientID)
-		if err != nil {
-			return TurnResult{}, kefu.E(op, "", err)
-		}
-		if dup {
-			return TurnResult{Session: s, Customer: m, Duplicate: true}, nil
-		}
+	if dup != nil {
+		return TurnResult{Session: s, Customer: *dup, Duplicate: true}, nil
 	}
 	res := TurnResult{}
-	customer := Message{SessionID: s.ID, Role: RoleCustomer, ClientID: in.ClientID, Body: body}
+	customer := Message{SessionID: s.ID, Role: RoleCustomer, ClientID: in.ClientID, Body: body, CreatedAt: e.cfg.Now()}
 	if plan != nil {
 		customer.Meta = plan.understood
 	}
@@ -301,10 +290,8 @@ func (e *Engine) Turn(ctx context.Context, in Inbound) (TurnResult, error) {
 			customer.Meta.Flow, customer.Meta.FlowVersion = res.Replies[0].Meta.Flow, res.Replies[0].Meta.FlowVersion
 		}
 	}
-	if res.Customer, err = insertMessage(ctx, tx, customer); err != nil {
-		return TurnResult{}, kefu.E(op, "", err)
-	}
-	if err := saveSession(ctx, tx, s); err != nil {
+	res.Customer = customer
+	if err := writeTurn(ctx, tx, s, append([]Message{customer}, res.Replies...)); err != nil {
 		return TurnResult{}, kefu.E(op, "", err)
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -103,7 +103,7 @@ func (e *Engine) Resume(ctx context.Context, sessionID int64) (*Message, error) 
 		}
 		out = &res.Replies[0]
 		s.LastActive, s.Reminded = e.cfg.Now(), false // the customer is back: the idle clock restarts
-		return saveSession(ctx, tx, s)
+		return writeTurn(ctx, tx, s, res.Replies)
 	})
 	if err != nil {
 		return nil, kefu.E(op, "", err)

@@ -60,11 +60,11 @@ func (t *turn) say(body string, meta Meta) error {
 	if meta.Event == "" {
 		meta.Event = t.event
 	}
-	m, err := addMessage(t.ctx, t.tx, t.s, Message{Role: RoleBot, Body: body, Meta: meta})
-	if err == nil {
-		t.res.Replies = append(t.res.Replies, m)
-	}
-	return err
+	// Written with the rest of the turn, in one round trip, when it commits (writeTurn).
+	t.s.LastSeq++
+	t.res.Replies = append(t.res.Replies, Message{SessionID: t.s.ID, Seq: t.s.LastSeq, Role: RoleBot, Body: body, Meta: meta,
+		CreatedAt: t.e.cfg.Now()})
+	return nil
 }
 
 func (t *turn) escalate(reason string) error {

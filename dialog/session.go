@@ -130,7 +130,7 @@ func lockSession(ctx context.Context, tx pgx.Tx, id int64) (Session, error) {
 	return s, nil
 }
 
-func saveSession(ctx context.Context, tx pgx.Tx, s Session) error {
+func saveQuery(s Session) (string, []any, error) {
 	const q = `
 UPDATE dialog_session
 SET language = $2, state = $3, agent_id = nullif($4, 0), low_confidence = $5, last_seq = $6, dialog = $7,
@@ -138,16 +138,83 @@ SET language = $2, state = $3, agent_id = nullif($4, 0), low_confidence = $5, la
 WHERE id = $1`
 	dialog, err := json.Marshal(s.Dialog)
 	if err != nil {
-		return kefu.E("dialog.saveSession", kefu.Internal, err)
+		return "", nil, kefu.E("dialog.saveSession", kefu.Internal, err)
 	}
 	var active *time.Time
 	if !s.LastActive.IsZero() {
 		active = &s.LastActive
 	}
-	if _, err := tx.Exec(ctx, q, s.ID, s.Language, s.State, s.AgentID, s.LowConfidence, s.LastSeq, dialog, active, s.Reminded); err != nil {
+	return q, []any{s.ID, s.Language, s.State, s.AgentID, s.LowConfidence, s.LastSeq, dialog, active, s.Reminded}, nil
+}
+
+func saveSession(ctx context.Context, tx pgx.Tx, s Session) error {
+	q, args, err := saveQuery(s)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, q, args...); err != nil {
 		return kefu.E("dialog.saveSession", kefu.Unavailable, err)
 	}
 	return nil
+}
+
+// writeTurn stores a turn's messages, already numbered, and the session after it, in one
+// round trip.
+func writeTurn(ctx context.Context, tx pgx.Tx, s Session, msgs []Message) error {
+	b := &pgx.Batch{}
+	for _, m := range msgs {
+		meta, err := json.Marshal(m.Meta)
+		if err != nil {
+			return kefu.E("dialog.writeTurn", kefu.Internal, err)
+		}
+		b.Queue(`
+INSERT INTO dialog_message (session_id, seq, role, agent_id, client_id, body, meta, created_at)
+VALUES ($1, $2, $3, nullif($4, 0), nullif($5, ''), $6, $7, $8)`, m.SessionID, m.Seq, m.Role, m.AgentID, m.ClientID, m.Body, meta, m.CreatedAt)
+	}
+	q, args, err := saveQuery(s)
+	if err != nil {
+		return err
+	}
+	b.Queue(q, args...)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return kefu.E("dialog.writeTurn", kefu.Unavailable, err)
+	}
+	return nil
+}
+
+// lockForTurn locks the session and, for a message with a client id, looks for an earlier
+// copy of it, in one round trip.
+func lockForTurn(ctx context.Context, tx pgx.Tx, id int64, clientID string) (Session, *Message, error) {
+	b := &pgx.Batch{}
+	var s Session
+	var lockErr error
+	b.Queue(`SELECT `+sessionColumns+` FROM dialog_session WHERE id = $1 FOR UPDATE`, id).QueryRow(func(row pgx.Row) error {
+		lockErr = scanSession(row, &s)
+		return nil
+	})
+	var dup *Message
+	var dupErr error
+	if clientID != "" {
+		b.Queue(`SELECT `+messageColumns+` FROM dialog_message WHERE session_id = $1 AND role = 'customer' AND client_id = $2`,
+			id, clientID).Query(func(rows pgx.Rows) error {
+			ms, err := scanMessages(rows)
+			if len(ms) > 0 {
+				dup = &ms[0]
+			}
+			dupErr = err
+			return nil
+		})
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return Session{}, nil, kefu.E("dialog.lockForTurn", kefu.Unavailable, err)
+	}
+	if errors.Is(lockErr, pgx.ErrNoRows) {
+		return Session{}, nil, kefu.Errorf("dialog.lockForTurn", kefu.NotFound, "no session %d", id)
+	}
+	if lockErr != nil {
+		return Session{}, nil, kefu.E("dialog.lockForTurn", kefu.Unavailable, lockErr)
+	}
+	return s, dup, dupErr
 }
 
 // addMessage appends m to the locked session s, numbering it.

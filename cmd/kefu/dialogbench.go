@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"slices"
 	"strconv"
 	"strings"
@@ -58,6 +59,9 @@ func dialogBench(ctx context.Context, args []string, log *slog.Logger) error {
 	ackLog := fs.String("ack-log", "", "append 'sent' and 'acked' lines per turn to this file (for the kill test)")
 	keep := fs.Bool("keep", false, "keep the scratch schema (its name is printed) for kefu dialog verify")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	memProfile := fs.String("memprofile", "", "write an allocation profile of the run to this file")
+	traceFile := fs.String("trace", "", "write an execution trace of the run to this file")
+	repeat := fs.Int("repeat", 1, "runs of each level; with more than one, a median line follows")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -71,6 +75,23 @@ func dialogBench(ctx context.Context, args []string, log *slog.Logger) error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *traceFile != "" {
+		f, err := os.Create(*traceFile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		trace.Start(f) //nolint:errcheck
+		defer trace.Stop()
+	}
+	if *memProfile != "" {
+		defer func() {
+			if f, err := os.Create(*memProfile); err == nil {
+				pprof.Lookup("allocs").WriteTo(f, 0) //nolint:errcheck // a diagnostic
+				f.Close()
+			}
+		}()
 	}
 	var ns []int
 	for _, f := range strings.Split(*levels, ",") {
@@ -105,13 +126,30 @@ func dialogBench(ctx context.Context, args []string, log *slog.Logger) error {
 		if n == 1 {
 			pause = 0
 		}
-		r, err := benchLevel(ctx, b.Engine, n, *dur, pause, acks)
-		if err != nil {
-			return err
+		var runs []benchResult
+		for range max(*repeat, 1) {
+			r, err := benchLevel(ctx, b.Engine, n, *dur, pause, acks)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("%-9d %10d %10.1f %9.2f %9.2f %9.2f %8d\n", n, r.turns, r.rate, r.p50, r.p99, r.max, r.errors)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			runs = append(runs, r)
 		}
-		fmt.Printf("%-9d %10d %10.1f %9.2f %9.2f %9.2f %8d\n", n, r.turns, r.rate, r.p50, r.p99, r.max, r.errors)
-		if ctx.Err() != nil {
-			return ctx.Err()
+		if len(runs) > 1 {
+			med := func(f func(benchResult) float64) float64 {
+				v := make([]float64, len(runs))
+				for i, r := range runs {
+					v[i] = f(r)
+				}
+				slices.Sort(v)
+				return v[len(v)/2]
+			}
+			fmt.Printf("%-9s %10s %10.1f %9.2f %9.2f %9.2f %8s   (median of %d runs)\n", strconv.Itoa(n)+" med", "",
+				med(func(r benchResult) float64 { return r.rate }), med(func(r benchResult) float64 { return r.p50 }),
+				med(func(r benchResult) float64 { return r.p99 }), med(func(r benchResult) float64 { return r.max }), "", len(runs))
 		}
 	}
 	return nil

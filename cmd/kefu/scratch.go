@@ -58,7 +58,7 @@ func openScratch(ctx context.Context, cfg Config, maxConns int32, log *slog.Logg
 	pc.ConnConfig.RuntimeParams["search_path"] = pgx.Identifier{s.name}.Sanitize() + ",public"
 	pc.AfterConnect = pgxvec.RegisterTypes
 	if maxConns > 0 {
-		pc.MaxConns = maxConns
+		pc.MaxConns, pc.MinConns = maxConns, maxConns // opened up front, not in the middle of a measurement
 	}
 	if s.Pool, err = pgxpool.NewWithConfig(ctx, pc); err != nil {
 		s.Close()
