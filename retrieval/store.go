@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"slices"
-	"sort"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -75,12 +74,14 @@ type Store struct {
 	embedder  Embedder
 	threshold float64
 	log       *slog.Logger
+	opts      SearchOptions
+	stats     lexStats
 }
 
 // NewStore returns a store that answers when the best phrasing's cosine similarity reaches
 // threshold.
 func NewStore(pool *pgxpool.Pool, e Embedder, threshold float64, log *slog.Logger) *Store {
-	return &Store{pool: pool, embedder: e, threshold: threshold, log: log.With("component", "retrieval")}
+	return &Store{pool: pool, embedder: e, threshold: threshold, log: log.With("component", "retrieval"), opts: DefaultSearch}
 }
 
 // Upsert stores entries (matched by key and language) and their vectors.
@@ -112,7 +113,12 @@ RETURNING id`
 		if _, err := tx.Exec(ctx, "DELETE FROM retrieval_vector WHERE entry_id = $1", id); err != nil {
 			return kefu.E(op, kefu.Unavailable, err)
 		}
+		e.ID = id
+		if err := indexLexical(ctx, tx, e); err != nil {
+			return err
+		}
 	}
+	s.stats.invalidate()
 	if err := tx.Commit(ctx); err != nil {
 		return kefu.E(op, kefu.Unavailable, err)
 	}
@@ -131,6 +137,9 @@ func nonNil(s []string) []string {
 // vectors of other embedders for it. It returns how many entries it embedded.
 func (s *Store) EmbedMissing(ctx context.Context) (int, error) {
 	const op = "retrieval.EmbedMissing"
+	if err := s.indexMissingLexical(ctx); err != nil {
+		return 0, err
+	}
 	const q = `
 SELECT id, title, question, alternates FROM retrieval_entry e
 WHERE NOT EXISTS (SELECT 1 FROM retrieval_vector v WHERE v.entry_id = e.id AND v.embedder = $1)
@@ -164,20 +173,32 @@ ORDER BY id`
 	if err := rows.Err(); err != nil {
 		return 0, kefu.E(op, kefu.Unavailable, err)
 	}
-	for i, t := range list {
-		vecs, err := s.embedder.Embed(ctx, t.phrasings)
+	// Entries are embedded several at a time (up to 64 phrasings a model run), and written
+	// one batch per group.
+	for i := 0; i < len(list); {
+		j, texts := i, []string(nil)
+		for j < len(list) && (len(texts) == 0 || len(texts)+len(list[j].phrasings) <= 64) {
+			texts = append(texts, list[j].phrasings...)
+			j++
+		}
+		vecs, err := s.embedder.Embed(ctx, texts)
 		if err != nil {
 			return i, kefu.E(op, kefu.Internal, err)
 		}
 		batch := &pgx.Batch{}
-		batch.Queue("DELETE FROM retrieval_vector WHERE entry_id = $1", t.id)
-		for j, v := range vecs {
-			batch.Queue("INSERT INTO retrieval_vector (entry_id, embedder, phrasing, embedding) VALUES ($1, $2, $3, $4)",
-				t.id, s.embedder.EmbedderID(), t.phrasings[j], pgvector.NewVector(v))
+		at := 0
+		for _, t := range list[i:j] {
+			batch.Queue("DELETE FROM retrieval_vector WHERE entry_id = $1", t.id)
+			for _, p := range t.phrasings {
+				batch.Queue("INSERT INTO retrieval_vector (entry_id, embedder, phrasing, embedding) VALUES ($1, $2, $3, $4)",
+					t.id, s.embedder.EmbedderID(), p, pgvector.NewVector(vecs[at]))
+				at++
+			}
 		}
 		if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
 			return i, kefu.E(op, kefu.Unavailable, err)
 		}
+		i = j
 	}
 	if len(list) > 0 {
 		s.log.InfoContext(ctx, "embedded knowledge entries", "entries", len(list), "embedder", s.embedder.EmbedderID())
@@ -204,56 +225,10 @@ type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-// Search returns the entries closest to question, best first, one per key, each in lang where
-// the entry has that language.
+// Search returns the entries that best answer question, best first, one per key, each in
+// lang where the entry has that language. How they are found is the store's SearchOptions.
 func (s *Store) Search(ctx context.Context, question, lang string, k int) ([]hit, error) {
 	return s.search(ctx, s.pool, question, lang, k)
-}
-
-func (s *Store) search(ctx context.Context, db querier, question, lang string, k int) ([]hit, error) {
-	const op = "retrieval.Search"
-	vecs, err := s.embedder.Embed(ctx, []string{question})
-	if err != nil {
-		return nil, kefu.E(op, kefu.Internal, err)
-	}
-	const q = `
-WITH near AS (
-    SELECT v.entry_id, 1 - (v.embedding <=> $1) AS score
-    FROM retrieval_vector v
-    WHERE v.embedder = $2
-    ORDER BY v.embedding <=> $1
-    LIMIT $3
-), best AS (
-    SELECT e.key, max(n.score) AS score
-    FROM near n JOIN retrieval_entry e ON e.id = n.entry_id
-    GROUP BY e.key
-)
-SELECT DISTINCT ON (b.score, b.key)
-       e.id, e.key, e.language, e.title, e.question, e.alternates, e.answer, e.link, e.version, b.score
-FROM best b JOIN retrieval_entry e ON e.key = b.key
-ORDER BY b.score DESC, b.key, (e.language = $4) DESC, (e.language = 'en') DESC, e.language`
-	rows, err := db.Query(ctx, q, pgvector.NewVector(vecs[0]), s.embedder.EmbedderID(), k*8, lang)
-	if err != nil {
-		return nil, kefu.E(op, kefu.Unavailable, err)
-	}
-	defer rows.Close()
-	var hits []hit
-	for rows.Next() {
-		var h hit
-		e := &h.entry
-		if err := rows.Scan(&e.ID, &e.Key, &e.Language, &e.Title, &e.Question, &e.Alternates, &e.Answer, &e.Link, &e.Version, &h.score); err != nil {
-			return nil, kefu.E(op, kefu.Unavailable, err)
-		}
-		hits = append(hits, h)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, kefu.E(op, kefu.Unavailable, err)
-	}
-	sort.SliceStable(hits, func(i, j int) bool { return hits[i].score > hits[j].score })
-	if len(hits) > k {
-		hits = hits[:k]
-	}
-	return hits, nil
 }
 
 // Answer answers question from the knowledge base in lang. An answer below the threshold has
@@ -276,13 +251,18 @@ func (s *Store) answer(ctx context.Context, db querier, question, lang string) (
 	if len(hits) == 0 {
 		return Answer{}, nil
 	}
-	best := hits[0]
-	a := Answer{Score: best.score, Found: best.score >= s.threshold}
-	if a.Found {
-		e := best.entry
-		a.Text = e.Answer
-		a.Source = Source{EntryID: e.ID, Key: e.Key, Title: e.Title, Language: e.Language, Version: e.Version, Link: e.Link}
-		hits = hits[1:]
+	// The best-ranked hit whose own evidence (its best phrasing's cosine) reaches the
+	// threshold answers: the ranking may put a lexical match first, but no answer is given
+	// on weaker evidence than the threshold.
+	a := Answer{Score: hits[0].score}
+	for i, h := range hits {
+		if h.score >= s.threshold {
+			e := h.entry
+			a = Answer{Found: true, Score: h.score, Text: e.Answer,
+				Source: Source{EntryID: e.ID, Key: e.Key, Title: e.Title, Language: e.Language, Version: e.Version, Link: e.Link}}
+			hits = append(hits[:i:i], hits[i+1:]...)
+			break
+		}
 	}
 	for _, h := range hits[:min(3, len(hits))] {
 		a.Related = append(a.Related, h.entry.Question)
@@ -310,4 +290,19 @@ func (s *Store) SeedDemo(ctx context.Context) (bool, error) {
 		return false, fmt.Errorf("retrieval: seed demo: %w", err)
 	}
 	return true, nil
+}
+
+// Import stores entries in batches (each batch one transaction, its vectors embedded after),
+// calling progress with the number stored so far.
+func (s *Store) Import(ctx context.Context, entries []Entry, progress func(done int)) error {
+	const batch = 500
+	for i := 0; i < len(entries); i += batch {
+		if err := s.Upsert(ctx, entries[i:min(i+batch, len(entries))]); err != nil {
+			return err
+		}
+		if progress != nil {
+			progress(min(i+batch, len(entries)))
+		}
+	}
+	return nil
 }

@@ -7,6 +7,7 @@
 //	kefu flows check DIR       check dialog flow files
 //	kefu test conversations DIR  run conversation tests
 //	kefu dialog bench          turn throughput and latency through the engine
+//	kefu kb import|eval        load an FAQ corpus; measure retrieval on a query set
 //
 // Run `kefu <command> -h` for the flags of each command; every flag also has an environment
 // variable, listed in the README.
@@ -65,10 +66,12 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 		return testCmd(ctx, args, log)
 	case "dialog":
 		return dialogCmd(ctx, args, log)
+	case "kb":
+		return kbCmd(ctx, args, log)
 	case "help", "-h", "--help":
-		fmt.Fprintln(os.Stderr, "usage: kefu [serve|migrate|pg|nlu|flows|test|dialog] [flags]")
+		fmt.Fprintln(os.Stderr, "usage: kefu [serve|migrate|pg|nlu|flows|test|dialog|kb] [flags]")
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q (want serve, migrate, pg, nlu, flows, test or dialog)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, migrate, pg, nlu, flows, test, dialog or kb)", cmd)
 	}
 }

@@ -110,6 +110,7 @@ func (m *Main) Run(ctx context.Context) error {
 	nlu.DetectLanguage("warm up the language models")
 	m.Log.Info("language detector ready", "seconds", time.Since(t0).Round(time.Millisecond).Seconds())
 
+	go retrieval.WarmLexical() // the Chinese dictionary takes seconds to load: not on a customer's time
 	kb := retrieval.NewStore(pool, m.model, cfg.KBThreshold, m.Log)
 	queue := handoff.NewQueue(pool, m.Log)
 	agents := handoff.NewAgents(pool, m.Log)

@@ -1,0 +1,270 @@
+package retrieval
+
+import (
+	"bufio"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// ImportRow is one FAQ entry of an import file: JSONL {"id","question","answer"} with optional
+// "language", "title", "alternatives" (a list), or CSV with the same column names (the
+// alternatives separated by "|").
+type ImportRow struct {
+	ID           string   `json:"id"`
+	Question     string   `json:"question"`
+	Answer       string   `json:"answer"`
+	Language     string   `json:"language"`
+	Title        string   `json:"title"`
+	Alternatives []string `json:"alternatives"`
+}
+
+// RowError is a rejected row of an import file.
+type RowError struct {
+	Line    int
+	Message string
+}
+
+func (e RowError) Error() string { return fmt.Sprintf("line %d: %s", e.Line, e.Message) }
+
+// Import limits: a row this long is a mistake, not an FAQ.
+const (
+	maxImportField = 20000
+	maxImportLine  = 1 << 20
+)
+
+// ParseImport reads an import file (format "jsonl" or "csv") into entries. Every bad row is
+// reported with its line; the caller imports nothing when there is any.
+func ParseImport(r io.Reader, format, defaultLanguage string) ([]Entry, []RowError) {
+	var rows []ImportRow
+	var lines []int
+	var errs []RowError
+	switch format {
+	case "csv":
+		cr := csv.NewReader(r)
+		cr.FieldsPerRecord = -1
+		header, err := cr.Read()
+		if err != nil {
+			return nil, []RowError{{1, "no header row: " + err.Error()}}
+		}
+		col := map[string]int{}
+		for i, h := range header {
+			col[strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))] = i
+		}
+		for _, need := range []string{"id", "question", "answer"} {
+			if _, ok := col[need]; !ok {
+				return nil, []RowError{{1, fmt.Sprintf("the header has no %q column (it has %q)", need, header)}}
+			}
+		}
+		get := func(rec []string, name string) string {
+			if i, ok := col[name]; ok && i < len(rec) {
+				return strings.TrimSpace(rec[i])
+			}
+			return ""
+		}
+		for {
+			rec, err := cr.Read()
+			if err == io.EOF {
+				break
+			}
+			line, _ := cr.FieldPos(0)
+			if err != nil {
+				errs = append(errs, RowError{line, err.Error()})
+				if _, ok := err.(*csv.ParseError); ok {
+					continue
+				}
+				break
+			}
+			row := ImportRow{ID: get(rec, "id"), Question: get(rec, "question"), Answer: get(rec, "answer"),
+				Language: get(rec, "language"), Title: get(rec, "title")}
+			for _, a := range strings.Split(get(rec, "alternatives"), "|") {
+				if a = strings.TrimSpace(a); a != "" {
+					row.Alternatives = append(row.Alternatives, a)
+				}
+			}
+			rows, lines = append(rows, row), append(lines, line)
+		}
+	default:
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), maxImportLine)
+		for n := 1; sc.Scan(); n++ {
+			text := strings.TrimSpace(sc.Text())
+			if text == "" {
+				continue
+			}
+			var row ImportRow
+			dec := json.NewDecoder(strings.NewReader(text))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&row); err != nil {
+				errs = append(errs, RowError{n, "not a JSON object of id, question, answer, language, title, alternatives: " + err.Error()})
+				continue
+			}
+			rows, lines = append(rows, row), append(lines, n)
+		}
+		if err := sc.Err(); err != nil {
+			errs = append(errs, RowError{len(lines) + 1, err.Error()})
+		}
+	}
+	seen := map[[2]string]int{}
+	entries := make([]Entry, 0, len(rows))
+	for i, row := range rows {
+		line := lines[i]
+		lang := row.Language
+		if lang == "" {
+			lang = defaultLanguage
+		}
+		var bad []string
+		for name, v := range map[string]string{"id": row.ID, "question": row.Question, "answer": row.Answer} {
+			if strings.TrimSpace(v) == "" {
+				bad = append(bad, name+" is empty")
+			}
+		}
+		for _, v := range append([]string{row.ID, row.Question, row.Answer, row.Title, lang}, row.Alternatives...) {
+			if !utf8.ValidString(v) {
+				bad = append(bad, "text is not valid UTF-8")
+			} else if len(v) > maxImportField {
+				bad = append(bad, fmt.Sprintf("a field is longer than %d bytes", maxImportField))
+			}
+		}
+		if len(lang) > 16 {
+			bad = append(bad, fmt.Sprintf("language %q is not a language code", lang))
+		}
+		k := [2]string{row.ID, lang}
+		if prev, dup := seen[k]; dup {
+			bad = append(bad, fmt.Sprintf("id %q (%s) is also on line %d", row.ID, lang, prev))
+		}
+		seen[k] = line
+		if len(bad) > 0 {
+			slices.Sort(bad)
+			errs = append(errs, RowError{line, strings.Join(slices.Compact(bad), "; ")})
+			continue
+		}
+		title := row.Title
+		if title == "" {
+			title = row.Question
+		}
+		entries = append(entries, Entry{Key: row.ID, Language: lang, Title: title, Question: row.Question,
+			Alternates: row.Alternatives, Answer: row.Answer})
+	}
+	slices.SortFunc(errs, func(a, b RowError) int { return a.Line - b.Line })
+	return entries, errs
+}
+
+// EvalQuery is one line of an evaluation file: {"query", "relevant": [ids]}; an empty
+// relevant list marks a question the knowledge does not cover.
+type EvalQuery struct {
+	Query    string   `json:"query"`
+	Relevant []string `json:"relevant"`
+	Language string   `json:"language"`
+}
+
+// EvalResult is retrieval quality over a set of queries.
+type EvalResult struct {
+	Mode        string  `json:"mode"`
+	Queries     int     `json:"queries"`
+	RecallAt1   float64 `json:"recall@1"`
+	RecallAt5   float64 `json:"recall@5"`
+	MRRAt10     float64 `json:"mrr@10"`
+	NDCGAt10    float64 `json:"ndcg@10"`
+	RefusalRate float64 `json:"refusal_rate"` // share of queries the bot would not answer
+	WrongAnswer float64 `json:"wrong_answer_rate,omitempty"`
+	P50ms       float64 `json:"search_p50_ms"`
+	P99ms       float64 `json:"search_p99_ms"`
+}
+
+// Evaluate runs every query through the store's search and answer, as the bot would, and
+// measures the ranking against the relevant ids (keys). progress, if set, is called now and
+// then with the number done.
+func (s *Store) Evaluate(ctx context.Context, queries []EvalQuery, progress func(done int)) (EvalResult, error) {
+	r := EvalResult{Mode: s.opts.Mode, Queries: len(queries)}
+	var lat []float64
+	var covered int
+	for i, q := range queries {
+		t0 := time.Now()
+		hits, err := s.Search(ctx, q.Query, q.Language, 10)
+		lat = append(lat, float64(time.Since(t0).Microseconds())/1000)
+		if err != nil {
+			return r, err
+		}
+		a, err := s.Answer(ctx, q.Query, q.Language)
+		if err != nil {
+			return r, err
+		}
+		if !a.Found {
+			r.RefusalRate++
+		}
+		if progress != nil && (i+1)%50 == 0 {
+			progress(i + 1)
+		}
+		if len(q.Relevant) == 0 {
+			continue
+		}
+		covered++
+		if a.Found && !slices.Contains(q.Relevant, a.Source.Key) {
+			r.WrongAnswer++
+		}
+		var dcg, idcg float64
+		for rank, h := range hits {
+			if !slices.Contains(q.Relevant, h.entry.Key) {
+				continue
+			}
+			if rank == 0 {
+				r.RecallAt1++
+			}
+			if rank < 5 && dcg == 0 {
+				r.RecallAt5++
+			}
+			if dcg == 0 {
+				r.MRRAt10 += 1 / float64(rank+1)
+			}
+			dcg += 1 / math.Log2(float64(rank+2))
+		}
+		for j := range min(len(q.Relevant), 10) {
+			idcg += 1 / math.Log2(float64(j+2))
+		}
+		if idcg > 0 {
+			r.NDCGAt10 += dcg / idcg
+		}
+	}
+	if covered > 0 {
+		for _, m := range []*float64{&r.RecallAt1, &r.RecallAt5, &r.MRRAt10, &r.NDCGAt10, &r.WrongAnswer} {
+			*m = round4(*m / float64(covered))
+		}
+	}
+	if len(queries) > 0 {
+		r.RefusalRate = round4(r.RefusalRate / float64(len(queries)))
+	}
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		r.P50ms, r.P99ms = round4(lat[len(lat)/2]), round4(lat[min(len(lat)-1, len(lat)*99/100)])
+	}
+	return r, nil
+}
+
+func round4(x float64) float64 { return math.Round(x*10000) / 10000 }
+
+// ReadEvalQueries reads an evaluation file, one JSON object a line; errors name the line.
+func ReadEvalQueries(r io.Reader) ([]EvalQuery, error) {
+	var out []EvalQuery
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), maxImportLine)
+	for n := 1; sc.Scan(); n++ {
+		text := strings.TrimSpace(sc.Text())
+		if text == "" {
+			continue
+		}
+		var q EvalQuery
+		if err := json.Unmarshal([]byte(text), &q); err != nil || q.Query == "" {
+			return nil, fmt.Errorf("line %d: want {\"query\": …, \"relevant\": [ids]}: %v", n, err)
+		}
+		out = append(out, q)
+	}
+	return out, sc.Err()
+}

@@ -1,0 +1,297 @@
+package retrieval
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	pgvector "github.com/pgvector/pgvector-go"
+
+	"github.com/kefu-dev/kefu"
+)
+
+// Search modes.
+const (
+	ModeDense   = "dense"   // vectors only
+	ModeLexical = "lexical" // BM25 only
+	ModeHybrid  = "hybrid"  // both, fused by reciprocal rank
+)
+
+// SearchOptions tune how entries are found.
+type SearchOptions struct {
+	Mode        string  // ModeHybrid by default
+	DenseWeight float64 // weight of the dense ranking in the fusion
+	LexWeight   float64 // weight of the lexical ranking
+	RRFK        float64 // reciprocal-rank constant: a hit at rank r adds weight/(RRFK+r)
+	Candidates  int     // how many keys each method proposes
+	BM25K1      float64
+	BM25B       float64
+}
+
+// DefaultSearch is hybrid with equal weights and the usual constants.
+var DefaultSearch = SearchOptions{Mode: ModeHybrid, DenseWeight: 1, LexWeight: 1, RRFK: 60, Candidates: 32, BM25K1: 1.2, BM25B: 0.75}
+
+// SetSearch changes how the store searches (commands that compare the modes use it).
+func (s *Store) SetSearch(o SearchOptions) { s.opts = o }
+
+// keyScore is one method's score of a topic (all languages of an entry share its key).
+type keyScore struct {
+	key   string
+	score float64
+}
+
+func (s *Store) search(ctx context.Context, db querier, question, lang string, k int) ([]hit, error) {
+	const op = "retrieval.Search"
+	o := s.opts
+	var dense, lexical []keyScore
+	var err error
+	{ // dense always runs: its cosine is the answer's confidence, whatever ranks
+		if dense, err = s.denseKeys(ctx, db, question, o.Candidates); err != nil {
+			return nil, kefu.E(op, "", err)
+		}
+	}
+	if o.Mode != ModeDense {
+		if lexical, err = s.lexicalKeys(ctx, db, question, o); err != nil {
+			return nil, kefu.E(op, "", err)
+		}
+	}
+	cosine := map[string]float64{}
+	for _, d := range dense {
+		cosine[d.key] = d.score
+	}
+	var ranked []keyScore
+	switch o.Mode {
+	case ModeDense:
+		ranked = dense
+	case ModeLexical:
+		ranked = lexical
+	default:
+		fused := map[string]float64{}
+		for r, d := range dense {
+			fused[d.key] += o.DenseWeight / (o.RRFK + float64(r+1))
+		}
+		for r, l := range lexical {
+			fused[l.key] += o.LexWeight / (o.RRFK + float64(r+1))
+		}
+		for key, f := range fused {
+			ranked = append(ranked, keyScore{key, f})
+		}
+		sort.Slice(ranked, func(i, j int) bool {
+			if ranked[i].score != ranked[j].score {
+				return ranked[i].score > ranked[j].score
+			}
+			return ranked[i].key < ranked[j].key
+		})
+	}
+	if len(ranked) > k {
+		ranked = ranked[:k]
+	}
+	return s.entriesFor(ctx, db, ranked, cosine, lang)
+}
+
+// denseKeys ranks topics by the cosine similarity of their best phrasing.
+func (s *Store) denseKeys(ctx context.Context, db querier, question string, n int) ([]keyScore, error) {
+	vecs, err := s.embedder.Embed(ctx, []string{question})
+	if err != nil {
+		return nil, kefu.E("retrieval.denseKeys", kefu.Internal, err)
+	}
+	const q = `
+WITH near AS (
+    SELECT v.entry_id, 1 - (v.embedding <=> $1) AS score
+    FROM retrieval_vector v
+    WHERE v.embedder = $2
+    ORDER BY v.embedding <=> $1
+    LIMIT $3
+)
+SELECT e.key, max(n.score) AS score
+FROM near n JOIN retrieval_entry e ON e.id = n.entry_id
+GROUP BY e.key ORDER BY score DESC, e.key`
+	rows, err := db.Query(ctx, q, pgvector.NewVector(vecs[0]), s.embedder.EmbedderID(), n*4)
+	if err != nil {
+		return nil, kefu.E("retrieval.denseKeys", kefu.Unavailable, err)
+	}
+	return collectKeys(rows, n)
+}
+
+// lexicalKeys ranks topics by BM25 over their terms.
+func (s *Store) lexicalKeys(ctx context.Context, db querier, question string, o SearchOptions) ([]keyScore, error) {
+	terms := termCounts(Terms(question))
+	if len(terms) == 0 {
+		return nil, nil
+	}
+	list := make([]string, 0, len(terms))
+	for t := range terms {
+		list = append(list, t)
+	}
+	n, avg, err := s.stats.get(ctx, db)
+	if err != nil || n == 0 {
+		return nil, err
+	}
+	const q = `
+WITH df AS (
+    SELECT term, count(*)::float8 AS df FROM retrieval_posting WHERE term = ANY($1) GROUP BY term
+), scored AS (
+    SELECT p.entry_id,
+           sum(ln(1 + ($2 - df.df + 0.5) / (df.df + 0.5)) * p.tf * ($4 + 1)
+               / (p.tf + $4 * (1 - $5 + $5 * e.lex_len / $3))) AS score
+    FROM retrieval_posting p JOIN df USING (term) JOIN retrieval_entry e ON e.id = p.entry_id
+    WHERE p.term = ANY($1)
+    GROUP BY p.entry_id
+)
+SELECT e.key, max(s.score) AS score
+FROM scored s JOIN retrieval_entry e ON e.id = s.entry_id
+GROUP BY e.key ORDER BY score DESC, e.key LIMIT $6`
+	rows, err := db.Query(ctx, q, list, float64(n), avg, o.BM25K1, o.BM25B, o.Candidates)
+	if err != nil {
+		return nil, kefu.E("retrieval.lexicalKeys", kefu.Unavailable, err)
+	}
+	return collectKeys(rows, o.Candidates)
+}
+
+func collectKeys(rows pgx.Rows, n int) ([]keyScore, error) {
+	defer rows.Close()
+	var out []keyScore
+	for rows.Next() {
+		var k keyScore
+		if err := rows.Scan(&k.key, &k.score); err != nil {
+			return nil, kefu.E("retrieval.collectKeys", kefu.Unavailable, err)
+		}
+		out = append(out, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, kefu.E("retrieval.collectKeys", kefu.Unavailable, err)
+	}
+	if len(out) > n {
+		out = out[:n]
+	}
+	return out, nil
+}
+
+// entriesFor loads the entry of each ranked topic, in lang where it has one (else English,
+// else any), keeping the order. A hit's score is the topic's dense cosine: what the answer
+// threshold is measured in, whatever ranked it.
+func (s *Store) entriesFor(ctx context.Context, db querier, ranked []keyScore, cosine map[string]float64, lang string) ([]hit, error) {
+	if len(ranked) == 0 {
+		return nil, nil
+	}
+	keys := make([]string, len(ranked))
+	for i, r := range ranked {
+		keys[i] = r.key
+	}
+	const q = `
+SELECT DISTINCT ON (e.key) e.id, e.key, e.language, e.title, e.question, e.alternates, e.answer, e.link, e.version
+FROM retrieval_entry e WHERE e.key = ANY($1)
+ORDER BY e.key, (e.language = $2) DESC, (e.language = 'en') DESC, e.language`
+	rows, err := db.Query(ctx, q, keys, lang)
+	if err != nil {
+		return nil, kefu.E("retrieval.entriesFor", kefu.Unavailable, err)
+	}
+	defer rows.Close()
+	byKey := map[string]Entry{}
+	for rows.Next() {
+		var e Entry
+		if err := rows.Scan(&e.ID, &e.Key, &e.Language, &e.Title, &e.Question, &e.Alternates, &e.Answer, &e.Link, &e.Version); err != nil {
+			return nil, kefu.E("retrieval.entriesFor", kefu.Unavailable, err)
+		}
+		byKey[e.Key] = e
+	}
+	if err := rows.Err(); err != nil {
+		return nil, kefu.E("retrieval.entriesFor", kefu.Unavailable, err)
+	}
+	hits := make([]hit, 0, len(ranked))
+	for _, r := range ranked {
+		if e, ok := byKey[r.key]; ok {
+			hits = append(hits, hit{entry: e, score: cosine[r.key]})
+		}
+	}
+	return hits, nil
+}
+
+// indexLexical replaces an entry's terms.
+func indexLexical(ctx context.Context, tx pgx.Tx, e Entry) error {
+	text := e.Title + "\n" + e.Question + "\n" + e.Answer
+	for _, a := range e.Alternates {
+		text += "\n" + a
+	}
+	terms := Terms(text)
+	b := &pgx.Batch{}
+	b.Queue("DELETE FROM retrieval_posting WHERE entry_id = $1", e.ID)
+	tf := termCounts(terms)
+	words := make([]string, 0, len(tf))
+	counts := make([]int32, 0, len(tf))
+	for t, c := range tf {
+		words = append(words, t)
+		counts = append(counts, int32(c))
+	}
+	b.Queue(`INSERT INTO retrieval_posting (term, entry_id, tf) SELECT t, $2, c FROM unnest($1::text[], $3::int[]) AS u(t, c)`,
+		words, e.ID, counts)
+	b.Queue("UPDATE retrieval_entry SET lex_len = $2 WHERE id = $1", e.ID, max(len(terms), 1))
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return kefu.E("retrieval.indexLexical", kefu.Unavailable, fmt.Errorf("entry %d: %w", e.ID, err))
+	}
+	return nil
+}
+
+// indexMissingLexical indexes entries stored before the lexical index existed.
+func (s *Store) indexMissingLexical(ctx context.Context) error {
+	rows, err := s.pool.Query(ctx, `SELECT id, title, question, alternates, answer FROM retrieval_entry WHERE lex_len = 0`)
+	if err != nil {
+		return kefu.E("retrieval.indexMissingLexical", kefu.Unavailable, err)
+	}
+	entries, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Entry, error) {
+		var e Entry
+		err := r.Scan(&e.ID, &e.Title, &e.Question, &e.Alternates, &e.Answer)
+		return e, err
+	})
+	if err != nil || len(entries) == 0 {
+		return err
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		for _, e := range entries {
+			if err := indexLexical(ctx, tx, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	s.stats.invalidate()
+	return err
+}
+
+// lexStats caches BM25's corpus figures (entries, mean length) for a few seconds: counting
+// them on every search would cost more than the search.
+type lexStats struct {
+	mu   sync.Mutex
+	at   time.Time
+	n    int
+	mean float64
+}
+
+func (l *lexStats) invalidate() {
+	l.mu.Lock()
+	l.at = time.Time{}
+	l.mu.Unlock()
+}
+
+func (l *lexStats) get(ctx context.Context, db querier) (int, float64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if time.Since(l.at) < 10*time.Second {
+		return l.n, l.mean, nil
+	}
+	rows, err := db.Query(ctx, `SELECT count(*), coalesce(avg(lex_len), 1)::float8 FROM retrieval_entry WHERE lex_len > 0`)
+	if err != nil {
+		return 0, 0, kefu.E("retrieval.lexStats", kefu.Unavailable, err)
+	}
+	defer rows.Close()
+	if rows.Next() {
+		if err := rows.Scan(&l.n, &l.mean); err != nil {
+			return 0, 0, kefu.E("retrieval.lexStats", kefu.Unavailable, err)
+		}
+	}
+	l.at = time.Now()
+	return l.n, l.mean, rows.Err()
+}
