@@ -21,14 +21,12 @@ import (
 	"github.com/kefu-dev/kefu/retrieval"
 )
 
-// Escalation reasons a flow can lead to besides its own escalate steps.
+// ReasonSlotRetries is the escalation reason when the customer could not give a valid value.
+const ReasonSlotRetries = "invalid_answers"
+
 const (
-	ReasonSlotRetries   = "invalid_answers"  // the customer could not give a valid value
-	ReasonWebhookFailed = "webhook_failed"   // a validator failed and nothing else could be done
-	ReasonFallback      = "fallback_ladder"  // reserved for custom ladders
-	maxStepsPerTurn     = 32                 // a guard: checkGraph already rejects cycles with no exit
-	maxSlotValueBytes   = 500                // a text slot longer than this is cut
-	flowTitleKey        = "flow_title:%s:%s" // texts key of a flow's title
+	maxStepsPerTurn   = 32  // a guard: checkGraph already rejects cycles with no exit
+	maxSlotValueBytes = 500 // a free-text slot longer than this is cut
 )
 
 // turn is one customer message being acted on, under the session's lock.
