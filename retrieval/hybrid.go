@@ -2,8 +2,10 @@ package retrieval
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -98,18 +100,7 @@ func (s *Store) denseKeys(ctx context.Context, db querier, question string, n in
 	if err != nil {
 		return nil, kefu.E("retrieval.denseKeys", kefu.Internal, err)
 	}
-	const q = `
-WITH near AS (
-    SELECT v.entry_id, 1 - (v.embedding <=> $1) AS score
-    FROM retrieval_vector v
-    WHERE v.embedder = $2
-    ORDER BY v.embedding <=> $1
-    LIMIT $3
-)
-SELECT e.key, max(n.score) AS score
-FROM near n JOIN retrieval_entry e ON e.id = n.entry_id
-GROUP BY e.key ORDER BY score DESC, e.key`
-	rows, err := db.Query(ctx, q, pgvector.NewVector(vecs[0]), s.embedder.EmbedderID(), n*4)
+	rows, err := db.Query(ctx, s.denseSQL(), pgvector.NewVector(vecs[0]), n*4)
 	if err != nil {
 		return nil, kefu.E("retrieval.denseKeys", kefu.Unavailable, err)
 	}
@@ -294,4 +285,53 @@ func (l *lexStats) get(ctx context.Context, db querier) (int, float64, error) {
 	}
 	l.at = time.Now()
 	return l.n, l.mean, rows.Err()
+}
+
+// denseSQL is the nearest-phrasings query. With an embedder of known dimension it is written
+// to match the embedder's HNSW index (ensureIndex): the same cast expression and the same
+// predicate, with the embedder's id as a literal, which the planner needs to use a partial
+// index. $1 is the query vector, $2 the number of phrasings.
+func (s *Store) denseSQL() string {
+	id := "'" + strings.ReplaceAll(s.embedder.EmbedderID(), "'", "''") + "'"
+	vec := "v.embedding"
+	if d := embedderDim(s.embedder); d > 0 {
+		vec = fmt.Sprintf("(v.embedding::vector(%d))", d)
+	}
+	return `
+WITH near AS (
+    SELECT v.entry_id, 1 - (` + vec + ` <=> $1) AS score
+    FROM retrieval_vector v
+    WHERE v.embedder = ` + id + `
+    ORDER BY ` + vec + ` <=> $1
+    LIMIT $2
+)
+SELECT e.key, max(n.score) AS score
+FROM near n JOIN retrieval_entry e ON e.id = n.entry_id
+GROUP BY e.key ORDER BY score DESC, e.key`
+}
+
+func embedderDim(e Embedder) int {
+	if d, ok := e.(interface{ Dim() int }); ok && d.Dim() > 0 && d.Dim() <= 2000 {
+		return d.Dim()
+	}
+	return 0
+}
+
+// ensureIndex creates the HNSW index (cosine) of the current embedder's vectors: a partial
+// index on the vectors cast to the embedder's dimension, since the column holds vectors of
+// every embedder, of any dimension. Old embedders' indexes stay until their vectors go.
+func (s *Store) ensureIndex(ctx context.Context) error {
+	d := embedderDim(s.embedder)
+	if d == 0 {
+		return nil // exact search
+	}
+	sum := sha256.Sum256([]byte(s.embedder.EmbedderID()))
+	name := fmt.Sprintf("retrieval_vector_hnsw_%x", sum[:6])
+	id := "'" + strings.ReplaceAll(s.embedder.EmbedderID(), "'", "''") + "'"
+	q := fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON retrieval_vector USING hnsw ((embedding::vector(%d)) vector_cosine_ops) WHERE embedder = %s`,
+		name, d, id)
+	if _, err := s.pool.Exec(ctx, q); err != nil {
+		return kefu.E("retrieval.ensureIndex", kefu.Unavailable, err)
+	}
+	return nil
 }

@@ -140,6 +140,9 @@ func (s *Store) EmbedMissing(ctx context.Context) (int, error) {
 	if err := s.indexMissingLexical(ctx); err != nil {
 		return 0, err
 	}
+	if err := s.ensureIndex(ctx); err != nil {
+		return 0, err
+	}
 	const q = `
 SELECT id, title, question, alternates FROM retrieval_entry e
 WHERE NOT EXISTS (SELECT 1 FROM retrieval_vector v WHERE v.entry_id = e.id AND v.embedder = $1)
