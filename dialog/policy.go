@@ -46,10 +46,13 @@ func (e *Engine) think(ctx context.Context, body string) (*plan, error) {
 		Language: res.Language, ModelVersion: res.ModelVersion, Entities: nlu.Extract(body, e.cfg.Now())}
 	p.askedHuman = askHuman.MatchString(body) ||
 		(res.Intent == "human_agent" && res.Confidence >= e.cfg.MinIntentConfidence)
-	// The knowledge search is done here, before the session's lock, whenever the bot might
-	// answer: a search under the lock would need a second pool connection while holding one,
-	// and enough concurrent turns doing that exhaust the pool and wait on each other forever.
-	if !p.askedHuman {
+	// The knowledge search is done here, before the session's lock, when the bot will likely
+	// answer from knowledge. A message that starts a task (or is small talk) rarely needs it;
+	// if it does after all (a digression in a form), the turn searches inside its
+	// transaction (AnswerTx), never through the pool while it holds a connection.
+	likely := (e.trigger(res.Intent) == nil || infoQuestion.MatchString(body)) &&
+		!(smallTalk[res.Intent] && res.Confidence >= e.cfg.MinIntentConfidence)
+	if !p.askedHuman && likely {
 		if p.answer, err = e.kb.Answer(ctx, body, res.Language); err != nil {
 			return nil, err
 		}

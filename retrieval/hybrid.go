@@ -3,6 +3,7 @@ package retrieval
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -48,28 +49,62 @@ type keyScore struct {
 func (s *Store) search(ctx context.Context, db querier, question, lang string, k int) ([]hit, error) {
 	const op = "retrieval.Search"
 	o := s.opts
-	var dense, lexical []keyScore
-	var err error
-	{ // dense always runs: its cosine is the answer's confidence, whatever ranks
-		if dense, err = s.denseKeys(ctx, db, question, o.Candidates); err != nil {
-			return nil, kefu.E(op, "", err)
+	vecs, err := s.embedder.Embed(ctx, []string{question})
+	if err != nil {
+		return nil, kefu.E(op, kefu.Internal, err)
+	}
+	// Both rankings go to PostgreSQL in one round trip, each with the entries of its topics
+	// (in lang where they have it). The dense one always runs: its cosine is the answer's
+	// confidence, whatever ranks it.
+	b := &pgx.Batch{}
+	// An HNSW scan returns at most ef_search rows: it must be at least the phrasings asked for.
+	b.Queue(`SELECT set_config('hnsw.ef_search', $1, false)`, fmt.Sprint(max(40, o.Candidates*4)))
+	var dense, lexical []rankedEntry
+	var denseErr, lexErr error
+	b.Queue(withEntries(s.denseSQL(), 3), pgvector.NewVector(vecs[0]), o.Candidates*4, lang).Query(func(rows pgx.Rows) error {
+		dense, denseErr = collectRanked(rows, o.Candidates)
+		return nil
+	})
+	if o.Mode != ModeDense {
+		if terms := termCounts(Terms(question)); len(terms) > 0 {
+			n, avg, err := s.stats.get(ctx, db)
+			if err != nil {
+				return nil, kefu.E(op, "", err)
+			}
+			list := make([]string, 0, len(terms))
+			for t := range terms {
+				list = append(list, t)
+			}
+			b.Queue(withEntries(lexicalSQL, 7), list, float64(n), avg, o.BM25K1, o.BM25B, o.Candidates, lang).Query(func(rows pgx.Rows) error {
+				lexical, lexErr = collectRanked(rows, o.Candidates)
+				return nil
+			})
 		}
 	}
-	if o.Mode != ModeDense {
-		if lexical, err = s.lexicalKeys(ctx, db, question, o); err != nil {
-			return nil, kefu.E(op, "", err)
-		}
+	if err := db.SendBatch(ctx, b).Close(); err != nil {
+		return nil, kefu.E(op, kefu.Unavailable, err)
+	}
+	if err := errors.Join(denseErr, lexErr); err != nil {
+		return nil, kefu.E(op, kefu.Unavailable, err)
 	}
 	cosine := map[string]float64{}
+	entries := map[string]Entry{}
 	for _, d := range dense {
-		cosine[d.key] = d.score
+		cosine[d.key], entries[d.key] = d.score, d.entry
+	}
+	for _, l := range lexical {
+		entries[l.key] = l.entry
 	}
 	var ranked []keyScore
 	switch o.Mode {
 	case ModeDense:
-		ranked = dense
+		for _, d := range dense {
+			ranked = append(ranked, keyScore{d.key, d.score})
+		}
 	case ModeLexical:
-		ranked = lexical
+		for _, l := range lexical {
+			ranked = append(ranked, keyScore{l.key, l.score})
+		}
 	default:
 		fused := map[string]float64{}
 		for r, d := range dense {
@@ -91,37 +126,18 @@ func (s *Store) search(ctx context.Context, db querier, question, lang string, k
 	if len(ranked) > k {
 		ranked = ranked[:k]
 	}
-	return s.entriesFor(ctx, db, ranked, cosine, lang)
+	hits := make([]hit, len(ranked))
+	for i, r := range ranked {
+		// A hit's score is the topic's dense cosine: what the answer threshold is measured
+		// in, whatever ranked it.
+		hits[i] = hit{entry: entries[r.key], score: cosine[r.key]}
+	}
+	return hits, nil
 }
 
-// denseKeys ranks topics by the cosine similarity of their best phrasing.
-func (s *Store) denseKeys(ctx context.Context, db querier, question string, n int) ([]keyScore, error) {
-	vecs, err := s.embedder.Embed(ctx, []string{question})
-	if err != nil {
-		return nil, kefu.E("retrieval.denseKeys", kefu.Internal, err)
-	}
-	rows, err := db.Query(ctx, s.denseSQL(), pgvector.NewVector(vecs[0]), n*4)
-	if err != nil {
-		return nil, kefu.E("retrieval.denseKeys", kefu.Unavailable, err)
-	}
-	return collectKeys(rows, n)
-}
-
-// lexicalKeys ranks topics by BM25 over their terms.
-func (s *Store) lexicalKeys(ctx context.Context, db querier, question string, o SearchOptions) ([]keyScore, error) {
-	terms := termCounts(Terms(question))
-	if len(terms) == 0 {
-		return nil, nil
-	}
-	list := make([]string, 0, len(terms))
-	for t := range terms {
-		list = append(list, t)
-	}
-	n, avg, err := s.stats.get(ctx, db)
-	if err != nil || n == 0 {
-		return nil, err
-	}
-	const q = `
+// lexicalSQL ranks topics by BM25 over their terms: $1 the query's terms, $2 the number of
+// entries, $3 their mean length, $4 k1, $5 b, $6 how many topics.
+const lexicalSQL = `
 WITH df AS (
     SELECT term, count(*)::float8 AS df FROM retrieval_posting WHERE term = ANY($1) GROUP BY term
 ), scored AS (
@@ -135,70 +151,46 @@ WITH df AS (
 SELECT e.key, max(s.score) AS score
 FROM scored s JOIN retrieval_entry e ON e.id = s.entry_id
 GROUP BY e.key ORDER BY score DESC, e.key LIMIT $6`
-	rows, err := db.Query(ctx, q, list, float64(n), avg, o.BM25K1, o.BM25B, o.Candidates)
-	if err != nil {
-		return nil, kefu.E("retrieval.lexicalKeys", kefu.Unavailable, err)
-	}
-	return collectKeys(rows, o.Candidates)
+
+// withEntries wraps a query of (key, score) rows so that each row also carries the topic's
+// entry in the language given as parameter $langParam (else English, else any).
+func withEntries(rankSQL string, langParam int) string {
+	return fmt.Sprintf(`
+WITH ranked AS (%s)
+SELECT r.key, r.score, e.id, e.language, e.title, e.question, e.alternates, e.answer, e.link, e.version
+FROM ranked r CROSS JOIN LATERAL (
+    SELECT * FROM retrieval_entry x WHERE x.key = r.key
+    ORDER BY (x.language = $%d) DESC, (x.language = 'en') DESC, x.language LIMIT 1
+) e
+ORDER BY r.score DESC, r.key`, rankSQL, langParam)
 }
 
-func collectKeys(rows pgx.Rows, n int) ([]keyScore, error) {
+// rankedEntry is a topic a method ranked, with its entry.
+type rankedEntry struct {
+	key   string
+	score float64
+	entry Entry
+}
+
+func collectRanked(rows pgx.Rows, n int) ([]rankedEntry, error) {
 	defer rows.Close()
-	var out []keyScore
+	var out []rankedEntry
 	for rows.Next() {
-		var k keyScore
-		if err := rows.Scan(&k.key, &k.score); err != nil {
-			return nil, kefu.E("retrieval.collectKeys", kefu.Unavailable, err)
+		var r rankedEntry
+		e := &r.entry
+		if err := rows.Scan(&r.key, &r.score, &e.ID, &e.Language, &e.Title, &e.Question, &e.Alternates, &e.Answer, &e.Link, &e.Version); err != nil {
+			return nil, err
 		}
-		out = append(out, k)
+		e.Key = r.key
+		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, kefu.E("retrieval.collectKeys", kefu.Unavailable, err)
+		return nil, err
 	}
 	if len(out) > n {
 		out = out[:n]
 	}
 	return out, nil
-}
-
-// entriesFor loads the entry of each ranked topic, in lang where it has one (else English,
-// else any), keeping the order. A hit's score is the topic's dense cosine: what the answer
-// threshold is measured in, whatever ranked it.
-func (s *Store) entriesFor(ctx context.Context, db querier, ranked []keyScore, cosine map[string]float64, lang string) ([]hit, error) {
-	if len(ranked) == 0 {
-		return nil, nil
-	}
-	keys := make([]string, len(ranked))
-	for i, r := range ranked {
-		keys[i] = r.key
-	}
-	const q = `
-SELECT DISTINCT ON (e.key) e.id, e.key, e.language, e.title, e.question, e.alternates, e.answer, e.link, e.version
-FROM retrieval_entry e WHERE e.key = ANY($1)
-ORDER BY e.key, (e.language = $2) DESC, (e.language = 'en') DESC, e.language`
-	rows, err := db.Query(ctx, q, keys, lang)
-	if err != nil {
-		return nil, kefu.E("retrieval.entriesFor", kefu.Unavailable, err)
-	}
-	defer rows.Close()
-	byKey := map[string]Entry{}
-	for rows.Next() {
-		var e Entry
-		if err := rows.Scan(&e.ID, &e.Key, &e.Language, &e.Title, &e.Question, &e.Alternates, &e.Answer, &e.Link, &e.Version); err != nil {
-			return nil, kefu.E("retrieval.entriesFor", kefu.Unavailable, err)
-		}
-		byKey[e.Key] = e
-	}
-	if err := rows.Err(); err != nil {
-		return nil, kefu.E("retrieval.entriesFor", kefu.Unavailable, err)
-	}
-	hits := make([]hit, 0, len(ranked))
-	for _, r := range ranked {
-		if e, ok := byKey[r.key]; ok {
-			hits = append(hits, hit{entry: e, score: cosine[r.key]})
-		}
-	}
-	return hits, nil
 }
 
 // indexLexical replaces an entry's terms.
