@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"math"
 	"slices"
@@ -267,4 +268,24 @@ func ReadEvalQueries(r io.Reader) ([]EvalQuery, error) {
 		out = append(out, q)
 	}
 	return out, sc.Err()
+}
+
+// SplitQueries keeps the "dev" or "test" half of queries ("all" keeps them all). The halves are
+// fixed by a hash of each query's text, so they stay the same as the file grows.
+func SplitQueries(queries []EvalQuery, split string) ([]EvalQuery, error) {
+	if split == "" || split == "all" {
+		return queries, nil
+	}
+	if split != "dev" && split != "test" {
+		return nil, fmt.Errorf("split %q: want dev, test or all", split)
+	}
+	var out []EvalQuery
+	for _, q := range queries {
+		h := fnv.New32a()
+		h.Write([]byte(q.Query))
+		if (h.Sum32()%2 == 0) == (split == "dev") {
+			out = append(out, q)
+		}
+	}
+	return out, nil
 }

@@ -89,3 +89,26 @@ func TestEvaluateDemo(t *testing.T) {
 		t.Errorf("hybrid recall@5 %.3f (dense %.3f, lexical %.3f)", recall[retrieval.ModeHybrid], recall[retrieval.ModeDense], recall[retrieval.ModeLexical])
 	}
 }
+
+func TestSplitQueries(t *testing.T) {
+	t.Parallel()
+	var qs []retrieval.EvalQuery
+	for _, s := range []string{"运费多少", "refund?", "发票", "where is my order", "a", "b", "c", "d"} {
+		qs = append(qs, retrieval.EvalQuery{Query: s})
+	}
+	dev, _ := retrieval.SplitQueries(qs, "dev")
+	test, _ := retrieval.SplitQueries(qs, "test")
+	if len(dev)+len(test) != len(qs) || len(dev) == 0 || len(test) == 0 {
+		t.Fatalf("dev %d + test %d != %d", len(dev), len(test), len(qs))
+	}
+	for _, d := range dev {
+		for _, x := range test {
+			if d.Query == x.Query {
+				t.Fatalf("%q is in both halves", d.Query)
+			}
+		}
+	}
+	if _, err := retrieval.SplitQueries(qs, "train"); err == nil {
+		t.Error("an unknown split is accepted")
+	}
+}

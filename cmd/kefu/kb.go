@@ -36,10 +36,11 @@ func kbCmd(ctx context.Context, args []string, log *slog.Logger) error {
 	case "eval":
 		queries := fs.String("queries", "", "JSONL: {\"query\", \"relevant\": [ids]} per line (an empty list: not covered)")
 		mode := fs.String("mode", "all", "dense, lexical, hybrid, or all (each in turn)")
+		split := fs.String("split", "all", "dev or test: a fixed half of the queries (by a hash of the text), so weights are tuned on one and reported on the other")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		return kbEval(ctx, cfg, *queries, *mode, log)
+		return kbEval(ctx, cfg, *queries, *mode, *split, log)
 	}
 	return fmt.Errorf("unknown kb command %q (want import or eval)", args[0])
 }
@@ -122,7 +123,7 @@ func kbImport(ctx context.Context, cfg Config, file, format, lang string, log *s
 	return nil
 }
 
-func kbEval(ctx context.Context, cfg Config, file, mode string, log *slog.Logger) error {
+func kbEval(ctx context.Context, cfg Config, file, mode, split string, log *slog.Logger) error {
 	if file == "" {
 		return errors.New("kb eval: --queries is required")
 	}
@@ -134,6 +135,9 @@ func kbEval(ctx context.Context, cfg Config, file, mode string, log *slog.Logger
 	f.Close()
 	if err != nil {
 		return fmt.Errorf("%s: %w", file, err)
+	}
+	if queries, err = retrieval.SplitQueries(queries, split); err != nil {
+		return err
 	}
 	modes := []string{mode}
 	if mode == "all" {
