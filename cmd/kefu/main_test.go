@@ -443,3 +443,31 @@ func TestBadInput(t *testing.T) {
 		t.Fatalf("readyz = %d", code)
 	}
 }
+
+// TestFlowThroughServer: a flow's webhooks reach the binary's own demo order service (signed,
+// on ${KEFU_URL}), and a reconnecting customer gets the messages they missed.
+func TestFlowThroughServer(t *testing.T) {
+	t.Parallel()
+	m := startMain(t)
+	id, token := newSession(t, m.URL)
+	cust := dial(t, m.URL, "/ws/customer")
+	cust.send(map[string]any{"type": "hello", "session_id": id, "token": token})
+	cust.expect("welcome", func(f frameMsg) bool { return f.Type == "welcome" })
+	steps := []struct{ say, want string }{
+		{"我要退款", "订单号"},
+		{"SO20261127001", "退款原因"},
+		{"质量问题", "确认为订单 SO20261127001"},
+		{"确认", "RF-"},
+	}
+	for i, s := range steps {
+		cust.send(map[string]any{"type": "message", "client_id": fmt.Sprint("f", i), "text": s.say})
+		if r := cust.botReply(t); !strings.Contains(r.Text, s.want) {
+			t.Fatalf("after %q the bot said %q, want %q", s.say, r.Text, s.want)
+		}
+	}
+	// An unknown order is refused by the demo shop's validator, through the server.
+	cust.send(map[string]any{"type": "message", "client_id": "f-x", "text": "帮我查一下订单 SO99999999999 的物流"})
+	if r := cust.botReply(t); !strings.Contains(r.Text, "SO99999999999") {
+		t.Fatalf("unknown order: the bot said %q", r.Text)
+	}
+}
