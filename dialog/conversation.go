@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
-	"github.com/goccy/go-yaml/parser"
 )
 
 // Conversation is a scripted conversation with assertions on what the bot does, one of the
@@ -103,18 +102,7 @@ func LoadConversations(dir string) ([]*Conversation, error) {
 			errs = append(errs, FlowError{File: f, Line: errorLine(err), Message: firstLine(yaml.FormatError(err, false, false))})
 			continue
 		}
-		file, _ := parser.ParseBytes(data, 0)
-		line := func(p string) int {
-			yp, err := yaml.PathString(p)
-			if err != nil || file == nil {
-				return 0
-			}
-			n, err := yp.FilterFile(file)
-			if err != nil || n == nil {
-				return 0
-			}
-			return n.GetToken().Position.Line
-		}
+		line := yamlLines(data)
 		for i, c := range cs {
 			c.File, c.Line = f, line(fmt.Sprintf("$[%d]", i))
 			if c.Name == "" || len(c.Turns) == 0 {

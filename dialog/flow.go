@@ -187,13 +187,22 @@ func loadFlow(path string, intents []string) (*Flow, FlowErrors) {
 		return nil, FlowErrors{{File: path, Line: errorLine(err), Message: firstLine(yaml.FormatError(err, false, false))}}
 	}
 	fl.File = path
+	line := yamlLines(data)
+	var errs FlowErrors
+	add := func(p, format string, args ...any) {
+		errs = append(errs, FlowError{File: path, Line: line(p), Message: fmt.Sprintf(format, args...)})
+	}
+	checkFlow(&fl, intents, add)
+	return &fl, errs
+}
+
+// yamlLines returns a function giving the line of the node at a YAML path ("$.steps[2]") in
+// data, 0 when there is none.
+func yamlLines(data []byte) func(path string) int {
 	file, _ := parser.ParseBytes(data, 0)
-	line := func(p string) int {
-		if file == nil {
-			return 0
-		}
+	return func(p string) int {
 		yp, err := yaml.PathString(p)
-		if err != nil {
+		if err != nil || file == nil {
 			return 0
 		}
 		n, err := yp.FilterFile(file)
@@ -202,12 +211,6 @@ func loadFlow(path string, intents []string) (*Flow, FlowErrors) {
 		}
 		return n.GetToken().Position.Line
 	}
-	var errs FlowErrors
-	add := func(p, format string, args ...any) {
-		errs = append(errs, FlowError{File: path, Line: line(p), Message: fmt.Sprintf(format, args...)})
-	}
-	checkFlow(&fl, intents, add)
-	return &fl, errs
 }
 
 // unmarshalFlow decodes strictly (unknown fields are errors). go-yaml v1.19.2 panics on some

@@ -93,23 +93,17 @@ func ParseImport(r io.Reader, format, defaultLanguage string) ([]Entry, []RowErr
 			rows, lines = append(rows, row), append(lines, line)
 		}
 	default:
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 64<<10), maxImportLine)
-		for n := 1; sc.Scan(); n++ {
-			text := strings.TrimSpace(sc.Text())
-			if text == "" {
-				continue
-			}
+		err := jsonLines(r, func(n int, text string) {
 			var row ImportRow
 			dec := json.NewDecoder(strings.NewReader(text))
 			dec.DisallowUnknownFields()
 			if err := dec.Decode(&row); err != nil {
 				errs = append(errs, RowError{n, "not a JSON object of id, question, answer, language, title, alternatives: " + err.Error()})
-				continue
+				return
 			}
 			rows, lines = append(rows, row), append(lines, n)
-		}
-		if err := sc.Err(); err != nil {
+		})
+		if err != nil {
 			errs = append(errs, RowError{len(lines) + 1, err.Error()})
 		}
 	}
@@ -254,20 +248,30 @@ func round4(x float64) float64 { return math.Round(x*10000) / 10000 }
 // ReadEvalQueries reads an evaluation file, one JSON object a line; errors name the line.
 func ReadEvalQueries(r io.Reader) ([]EvalQuery, error) {
 	var out []EvalQuery
+	var bad error
+	err := jsonLines(r, func(n int, text string) {
+		var q EvalQuery
+		if err := json.Unmarshal([]byte(text), &q); (err != nil || q.Query == "") && bad == nil {
+			bad = fmt.Errorf("line %d: want {\"query\": …, \"relevant\": [ids]}: %v", n, err)
+		}
+		out = append(out, q)
+	})
+	if bad != nil {
+		return nil, bad
+	}
+	return out, err
+}
+
+// jsonLines calls line for each non-blank line of r (trimmed), with its number from 1.
+func jsonLines(r io.Reader, line func(n int, text string)) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), maxImportLine)
 	for n := 1; sc.Scan(); n++ {
-		text := strings.TrimSpace(sc.Text())
-		if text == "" {
-			continue
+		if text := strings.TrimSpace(sc.Text()); text != "" {
+			line(n, text)
 		}
-		var q EvalQuery
-		if err := json.Unmarshal([]byte(text), &q); err != nil || q.Query == "" {
-			return nil, fmt.Errorf("line %d: want {\"query\": …, \"relevant\": [ids]}: %v", n, err)
-		}
-		out = append(out, q)
 	}
-	return out, sc.Err()
+	return sc.Err()
 }
 
 // SplitQueries keeps the "dev" or "test" half of queries ("all" keeps them all). The halves are
