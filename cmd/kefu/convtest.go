@@ -31,18 +31,8 @@ type testBot struct {
 
 func openTestBot(ctx context.Context, cfg Config, flowsDir string, maxConns int32, clock *dialog.Clock, log *slog.Logger) (*testBot, error) {
 	b := &testBot{Clock: clock}
-	ort := cfg.ORTLib
-	if ort == "" {
-		ort = nlu.FindRuntime()
-	}
-	if err := nlu.InitRuntime(ort); err != nil {
-		return nil, err
-	}
-	modelDir, err := findDir(cfg.ModelDir)
-	if err != nil {
-		return nil, err
-	}
-	if b.model, err = nlu.Load(modelDir); err != nil {
+	var err error
+	if b.model, err = loadModel(cfg.ORTLib, cfg.ModelDir); err != nil {
 		return nil, err
 	}
 	nlu.DetectLanguage("warm up the language models") // seconds on first use: not inside a measurement

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kefu-dev/kefu/nlu"
 	"github.com/kefu-dev/kefu/retrieval"
 )
 
@@ -60,20 +59,7 @@ func openKB(ctx context.Context, cfg Config, log *slog.Logger) (*retrieval.Store
 		closeAll()
 		return nil, nil, err
 	}
-	ort := cfg.ORTLib
-	if ort == "" {
-		ort = nlu.FindRuntime()
-	}
-	if err := nlu.InitRuntime(ort); err != nil {
-		closeAll()
-		return nil, nil, err
-	}
-	dir, err := findDir(cfg.ModelDir)
-	if err != nil {
-		closeAll()
-		return nil, nil, err
-	}
-	model, err := nlu.Load(dir)
+	model, err := loadModel(cfg.ORTLib, cfg.ModelDir)
 	if err != nil {
 		closeAll()
 		return nil, nil, err
