@@ -62,6 +62,8 @@ type Slot struct {
 	Prompt     Text                `yaml:"prompt"`
 	Invalid    Text                `yaml:"invalid"`     // said when a value does not validate
 	MaxRetries int                 `yaml:"max_retries"` // invalid answers before a person is brought in (default 2)
+
+	re *regexp.Regexp // Pattern, compiled by LoadFlows
 }
 
 // Step is one state of a flow; it does exactly one thing.
@@ -253,9 +255,12 @@ func checkFlow(fl *Flow, intents []string, add func(path, format string, args ..
 		case s.Type == "enum" && len(s.Values) == 0:
 			add(p, "enum slot %q lists no values", name)
 		case s.Type == "regex":
-			if _, err := regexp.Compile(s.Pattern); s.Pattern == "" || err != nil {
+			re, err := regexp.Compile(s.Pattern)
+			if s.Pattern == "" || err != nil {
 				add(p, "regex slot %q needs a valid pattern: %v", name, err)
 			}
+			s.re = re // compiled once, here, for every turn that fills the slot
+			fl.Slots[name] = s
 		}
 		if len(s.Prompt) == 0 {
 			add(p, "slot %q has no prompt", name)

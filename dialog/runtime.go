@@ -523,7 +523,7 @@ func (t *turn) fill(fl *Flow, name string) (value string, ok bool, why string, e
 	case "enum":
 		value, ok = sl.match(body)
 	case "regex":
-		if m := regexp.MustCompile(sl.Pattern).FindStringSubmatch(body); m != nil {
+		if m := sl.re.FindStringSubmatch(body); m != nil {
 			value, ok = m[len(m)-1], true
 			if len(m) == 1 {
 				value = m[0]

@@ -61,7 +61,7 @@ func (s *Store) search(ctx context.Context, db querier, question, lang string, k
 	b.Queue(`SELECT set_config('hnsw.ef_search', $1, false)`, fmt.Sprint(max(40, o.Candidates*4)))
 	var dense, lexical []rankedEntry
 	var denseErr, lexErr error
-	b.Queue(withEntries(s.denseSQL(), 3), pgvector.NewVector(vecs[0]), o.Candidates*4, lang).Query(func(rows pgx.Rows) error {
+	b.Queue(s.denseQuery, pgvector.NewVector(vecs[0]), o.Candidates*4, lang).Query(func(rows pgx.Rows) error {
 		dense, denseErr = collectRanked(rows, o.Candidates)
 		return nil
 	})
@@ -75,7 +75,7 @@ func (s *Store) search(ctx context.Context, db querier, question, lang string, k
 			for t := range terms {
 				list = append(list, t)
 			}
-			b.Queue(withEntries(lexicalSQL, 7), list, float64(n), avg, o.BM25K1, o.BM25B, o.Candidates, lang).Query(func(rows pgx.Rows) error {
+			b.Queue(lexicalQuery, list, float64(n), avg, o.BM25K1, o.BM25B, o.Candidates, lang).Query(func(rows pgx.Rows) error {
 				lexical, lexErr = collectRanked(rows, o.Candidates)
 				return nil
 			})
@@ -151,6 +151,9 @@ WITH df AS (
 SELECT e.key, max(s.score) AS score
 FROM scored s JOIN retrieval_entry e ON e.id = s.entry_id
 GROUP BY e.key ORDER BY score DESC, e.key LIMIT $6`
+
+// lexicalQuery is lexicalSQL with each topic's entry, in the language given as $7.
+var lexicalQuery = withEntries(lexicalSQL, 7)
 
 // withEntries wraps a query of (key, score) rows so that each row also carries the topic's
 // entry in the language given as parameter $langParam (else English, else any).

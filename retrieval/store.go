@@ -76,12 +76,17 @@ type Store struct {
 	log       *slog.Logger
 	opts      SearchOptions
 	stats     lexStats
+	// denseQuery is the nearest-phrasings query with entries (language $3), written once: it
+	// depends only on the embedder.
+	denseQuery string
 }
 
 // NewStore returns a store that answers when the best phrasing's cosine similarity reaches
 // threshold.
 func NewStore(pool *pgxpool.Pool, e Embedder, threshold float64, log *slog.Logger) *Store {
-	return &Store{pool: pool, embedder: e, threshold: threshold, log: log.With("component", "retrieval"), opts: DefaultSearch}
+	s := &Store{pool: pool, embedder: e, threshold: threshold, log: log.With("component", "retrieval"), opts: DefaultSearch}
+	s.denseQuery = withEntries(s.denseSQL(), 3)
+	return s
 }
 
 // Upsert stores entries (matched by key and language) and their vectors.
