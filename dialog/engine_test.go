@@ -11,7 +11,6 @@ import (
 	"github.com/kefu-dev/kefu/dialog"
 	"github.com/kefu-dev/kefu/handoff"
 	"github.com/kefu-dev/kefu/internal/pgtest"
-	"github.com/kefu-dev/kefu/nlu"
 	"github.com/kefu-dev/kefu/retrieval"
 )
 
@@ -23,14 +22,7 @@ type testBundle struct {
 
 func TestEngine(t *testing.T) {
 	t.Parallel()
-	if err := nlu.InitRuntime(nlu.FindRuntime()); err != nil {
-		t.Fatalf("%v (run the tests with scripts/test)", err)
-	}
-	model, err := nlu.Load("../models/intent")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { model.Close() })
+	model := loadModel(t)
 
 	setup := func(t *testing.T) *testBundle {
 		t.Helper()
