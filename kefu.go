@@ -20,6 +20,7 @@ const (
 	Conflict     Code = "conflict"     // the request clashes with the current state
 	TooLarge     Code = "too_large"    // the request is over a size limit
 	Unauthorized Code = "unauthorized" // missing or bad credentials
+	Forbidden    Code = "forbidden"    // authenticated, but the role may not do this
 	RateLimited  Code = "rate_limited" // too many requests: slow down
 	Unavailable  Code = "unavailable"  // temporary: retry later
 	Internal     Code = "internal"     // a bug or an unexpected failure

@@ -100,6 +100,9 @@ func (s *Server) agentWS(c *gin.Context) {
 			if err != nil {
 				return err
 			}
+			if !ag.HasRole(handoff.RoleAgent) {
+				return kefu.Errorf("api.hello", kefu.Forbidden, "the agent console needs the agent role")
+			}
 			unsubscribe = s.Broker.Subscribe(agentTopic(ag.ID), cn)
 			agentID.Store(ag.ID)
 			return s.agentJoined(ctx, cn, ag)

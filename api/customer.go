@@ -10,6 +10,7 @@ import (
 
 	"github.com/kefu-dev/kefu"
 	"github.com/kefu-dev/kefu/dialog"
+	"github.com/kefu-dev/kefu/retrieval"
 )
 
 // createSession starts a conversation: POST /api/sessions {"channel","language"} →
@@ -52,6 +53,46 @@ func (s *Server) customerMessages(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"messages": nonNilMessages(msgs)})
+}
+
+// customerFeedback is a customer's thumbs up or down on one of the bot's answers in their own
+// session: {"seq", "vote": 1|-1, "comment"}.
+func (s *Server) customerFeedback(c *gin.Context) {
+	const op = "api.customerFeedback"
+	id, err := pathID(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	ctx := c.Request.Context()
+	if _, err := s.Engine.Authorize(ctx, id, bearer(c)); err != nil {
+		s.fail(c, err)
+		return
+	}
+	var body struct {
+		Seq     int64  `json:"seq"`
+		Vote    int    `json:"vote"`
+		Comment string `json:"comment"`
+	}
+	if err := bindJSON(c, &body); err != nil {
+		s.fail(c, err)
+		return
+	}
+	msgs, err := s.Engine.Messages(ctx, id, body.Seq-1, 1)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if len(msgs) == 0 || msgs[0].Seq != body.Seq || msgs[0].Role != "bot" || len(msgs[0].Meta.Sources) == 0 {
+		s.fail(c, kefu.Errorf(op, kefu.NotFound, "message %d of this conversation is not an answer from the knowledge base", body.Seq))
+		return
+	}
+	err = s.KB.Vote(ctx, retrieval.Feedback{SessionID: id, Seq: body.Seq, Source: msgs[0].Meta.Sources[0], Vote: body.Vote, Comment: body.Comment})
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
 }
 
 func nonNilMessages(m []dialog.Message) []dialog.Message {
@@ -129,7 +170,8 @@ func (s *Server) customerWS(c *gin.Context) {
 func (s *Server) customerTurn(ctx context.Context, cn *conn, sessionID int64, f frame) error {
 	ctx, cancel := context.WithTimeout(ctx, s.turnWait)
 	defer cancel()
-	res, err := s.Engine.Turn(ctx, dialog.Inbound{SessionID: sessionID, ClientID: f.ClientID, Text: f.Text})
+	res, err := s.Engine.Turn(ctx, dialog.Inbound{SessionID: sessionID, ClientID: f.ClientID, Text: f.Text,
+		OnDelta: s.deltas(sessionID, f.ClientID)})
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,8 @@ func status(code kefu.Code) int {
 		return http.StatusBadRequest
 	case kefu.Unauthorized:
 		return http.StatusUnauthorized
+	case kefu.Forbidden:
+		return http.StatusForbidden
 	case kefu.NotFound:
 		return http.StatusNotFound
 	case kefu.Conflict:

@@ -21,6 +21,7 @@ import (
 	"github.com/kefu-dev/kefu"
 	"github.com/kefu-dev/kefu/dialog"
 	"github.com/kefu-dev/kefu/handoff"
+	"github.com/kefu-dev/kefu/retrieval"
 )
 
 //go:embed web
@@ -32,6 +33,7 @@ type Deps struct {
 	Engine *dialog.Engine
 	Queue  *handoff.Queue
 	Agents *handoff.Agents
+	KB     *retrieval.Store
 	Broker Broker // nil: an in-process Hub
 	Log    *slog.Logger
 	// DemoShop, when set, is served under /demo/ (the demo order service the demo flows call).
@@ -78,9 +80,13 @@ func (s *Server) Handler() http.Handler {
 	api := r.Group("/api", limitBody(64<<10))
 	api.POST("/sessions", s.createSession)
 	api.GET("/sessions/:id/messages", s.customerMessages)
+	api.POST("/sessions/:id/feedback", s.customerFeedback)
+	api.POST("/login", s.agentLogin)
 	api.POST("/agent/login", s.agentLogin)
 	api.GET("/agent/me", s.agentAuth, func(c *gin.Context) { c.JSON(http.StatusOK, c.MustGet("agent")) })
-	api.GET("/agent/sessions/:id/messages", s.agentAuth, s.agentMessages)
+	api.GET("/agent/sessions/:id/messages", s.agentAuth, s.requireRole(handoff.RoleAgent, handoff.RoleSupervisor), s.agentMessages)
+
+	s.editorRoutes(r)
 
 	r.GET("/ws/customer", s.customerWS)
 	r.GET("/ws/agent", s.agentWS)
@@ -88,6 +94,7 @@ func (s *Server) Handler() http.Handler {
 	web, _ := fs.Sub(webFS, "web")
 	r.GET("/", func(c *gin.Context) { c.FileFromFS("/", http.FS(web)) })
 	r.GET("/agent", func(c *gin.Context) { c.FileFromFS("agent.html", http.FS(web)) })
+	r.GET("/editor", func(c *gin.Context) { c.FileFromFS("editor.html", http.FS(web)) })
 	r.GET("/static/*file", func(c *gin.Context) { c.FileFromFS(c.Param("file"), http.FS(web)) })
 	if s.DemoShop != nil {
 		r.Any("/demo/*path", gin.WrapH(s.DemoShop))

@@ -10,6 +10,8 @@
 // under a row lock on the session: one writer per session, so two messages for one session are
 // processed one after the other, once each, and a restart loses nothing. While a person owns
 // the session, the bot says nothing. Sweep reminds and closes idle conversations; Resume greets
-// a returning customer. Conversation tests (RunConversation) script turns and check replies,
+// a returning customer. With a Generator (an LLM), a knowledge answer is worded from the
+// passages found before the lock, streamed to Inbound.OnDelta, and stored with its prompt;
+// the entry's own text stays the fallback. Conversation tests (RunConversation) script turns and check replies,
 // slots and escalations. dialog never imports api; it declares the interfaces it consumes.
 package dialog

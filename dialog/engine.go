@@ -66,6 +66,18 @@ type Config struct {
 	Vars map[string]string
 	// Now is the clock (default time.Now); conversation tests move it.
 	Now func() time.Time
+	// Generator, when set, words knowledge answers with an LLM from the passages found,
+	// before the session is locked (generate.go); without it, or when it fails or finds no
+	// answer in them, the bot gives the entry's own text.
+	Generator Generator
+	// GenerateTimeout bounds one LLM answer (default 20s).
+	GenerateTimeout time.Duration
+	// Usage, when set, is told of every question that went to the knowledge base and what
+	// answered it (nothing, for a gap); it must not block.
+	Usage func(retrieval.Usage)
+	// Related, when set, suggests questions to show after a knowledge answer; it must not
+	// block or touch the database (the turn holds a transaction).
+	Related func(key, lang string) []string
 }
 
 func (c *Config) defaults() {
@@ -98,6 +110,9 @@ func (c *Config) defaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.GenerateTimeout <= 0 {
+		c.GenerateTimeout = 20 * time.Second
 	}
 }
 
@@ -210,6 +225,10 @@ type Inbound struct {
 	SessionID int64
 	ClientID  string // the client's id for this message: a resend with the same id is not a duplicate
 	Text      string
+	// OnDelta, when set, receives the bot's answer while an LLM writes it, piece by piece,
+	// before the turn commits. The turn's replies replace what it received: they may differ
+	// (an answer the LLM could not give falls back to the knowledge base's own text).
+	OnDelta func(delta string)
 }
 
 // TurnResult is what a turn produced, already committed.
@@ -251,6 +270,7 @@ func (e *Engine) Turn(ctx context.Context, in Inbound) (TurnResult, error) {
 	if err != nil {
 		return TurnResult{}, kefu.E(op, "", err)
 	}
+	e.draft(ctx, in, body, plan) // an LLM's answer, streamed: still before the lock
 
 	tx, err := e.pool.Begin(ctx)
 	if err != nil {
@@ -298,7 +318,26 @@ func (e *Engine) Turn(ctx context.Context, in Inbound) (TurnResult, error) {
 		return TurnResult{}, kefu.E(op, kefu.Unavailable, err)
 	}
 	res.Session = s
+	if e.cfg.Usage != nil && plan != nil {
+		e.recordUsage(s.ID, plan, res.Replies)
+	}
 	return res, nil
+}
+
+// recordUsage tells the usage sink what the knowledge base did for this turn's question: the
+// entry that answered it, or a gap when the bot could not answer.
+func (e *Engine) recordUsage(sessionID int64, p *plan, replies []Message) {
+	for _, r := range replies {
+		switch {
+		case len(r.Meta.Sources) > 0:
+			src := r.Meta.Sources[0]
+			e.cfg.Usage(retrieval.Usage{SessionID: sessionID, Question: p.body, Language: p.language, Key: src.Key, Score: r.Meta.Score})
+			return
+		case strings.HasPrefix(r.Meta.Event, "fallback") || r.Meta.Reason == ReasonLowConfidence:
+			e.cfg.Usage(retrieval.Usage{SessionID: sessionID, Question: p.body, Language: p.language, Score: p.answer.Score})
+			return
+		}
+	}
 }
 
 // AgentReply stores a message from the agent who owns the session. A session the agent does

@@ -28,6 +28,7 @@ type plan struct {
 	askedHuman bool
 	answer     retrieval.Answer // the knowledge answer, once searched
 	searched   bool
+	draft      *draft // the knowledge answer as an LLM worded it (generate.go)
 }
 
 // askHuman matches explicit requests for a person, in the languages the product ships. The
@@ -91,7 +92,7 @@ func (e *Engine) act(ctx context.Context, tx pgx.Tx, s *Session, p *plan, res *T
 			// Act on the unclear message as if it had been understood as the chosen intent.
 			p.result.Intent, p.result.Confidence, p.result.OutOfScope, p.result.Ranking = chosen, 1, false, nil
 			p.understood.Entities = append(c.Entities, p.understood.Entities...)
-			p.body, p.searched = c.Text, false
+			p.body, p.searched, p.draft = c.Text, false, nil
 			if e.trigger(chosen) == nil { // steer the knowledge search towards the chosen topic
 				p.body += " " + e.intentTitle(chosen, t.lang)
 			}
@@ -121,7 +122,7 @@ func (e *Engine) act(ctx context.Context, tx pgx.Tx, s *Session, p *plan, res *T
 				return err
 			}
 			if a.Found && a.Score >= e.cfg.OutOfScopeAnswerScore-0.1 {
-				return t.say(a.Text, Meta{Sources: []retrieval.Source{a.Source}, Score: a.Score,
+				return t.sayAnswer(a, Meta{Sources: []retrieval.Source{a.Source}, Score: a.Score,
 					QuickReplies: []string{flowTitle(fl, t.lang)}})
 			}
 		}
@@ -137,7 +138,11 @@ func (e *Engine) act(ctx context.Context, tx pgx.Tx, s *Session, p *plan, res *T
 	}
 	if t.answerable(a) {
 		s.LowConfidence = 0
-		return t.say(a.Text, Meta{Sources: []retrieval.Source{a.Source}, Score: a.Score})
+		m := Meta{Sources: []retrieval.Source{a.Source}, Score: a.Score}
+		if e.cfg.Related != nil {
+			m.Related = e.cfg.Related(a.Source.Key, a.Source.Language)
+		}
+		return t.sayAnswer(a, m)
 	}
 	return t.fallback(a)
 }

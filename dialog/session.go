@@ -88,6 +88,7 @@ type Meta struct {
 	Sources      []retrieval.Source `json:"sources,omitempty"`
 	Score        float64            `json:"score,omitempty"`
 	QuickReplies []string           `json:"quick_replies,omitempty"`
+	Related      []string           `json:"related,omitempty"` // questions to ask next, after an answer
 	Reason       string             `json:"reason,omitempty"` // why the bot escalated
 	Event        string             `json:"event,omitempty"`  // "agent_joined", "escalated", "clarify", "digression", …
 	Cards        []CardOut          `json:"cards,omitempty"`
@@ -96,6 +97,8 @@ type Meta struct {
 	FlowVersion int               `json:"flow_version,omitempty"`
 	Step        string            `json:"step,omitempty"`
 	Slots       map[string]string `json:"slots,omitempty"`
+	// LLM is how a language model worded the answer: the model, the prompt and the passages.
+	LLM *retrieval.GenerationRecord `json:"llm,omitempty"`
 }
 
 // CardOut is a card as the customer sees it, in their language.

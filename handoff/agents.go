@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,6 +41,25 @@ type Agent struct {
 	Languages []string `json:"languages"`
 	MaxChats  int      `json:"max_chats"`
 	Status    string   `json:"status"`
+	Roles     []string `json:"roles"` // RoleAgent when empty on Create
+}
+
+// Roles an account may hold.
+const (
+	RoleAdmin      = "admin"      // everything, including accounts
+	RoleSupervisor = "supervisor" // the queue and the metrics
+	RoleAgent      = "agent"      // receives escalated conversations
+	RoleEditor     = "editor"     // curates the knowledge base
+)
+
+// HasRole reports whether the account holds one of roles; an admin holds them all.
+func (ag Agent) HasRole(roles ...string) bool {
+	for _, r := range ag.Roles {
+		if r == RoleAdmin || slices.Contains(roles, r) {
+			return true
+		}
+	}
+	return false
 }
 
 // Presence values.
@@ -77,14 +97,22 @@ func (a *Agents) Create(ctx context.Context, ag Agent, password string) (Agent, 
 	if ag.Languages == nil {
 		ag.Languages = []string{}
 	}
+	if len(ag.Roles) == 0 {
+		ag.Roles = []string{RoleAgent}
+	}
+	for _, r := range ag.Roles {
+		if r != RoleAdmin && r != RoleSupervisor && r != RoleAgent && r != RoleEditor {
+			return Agent{}, kefu.Errorf(op, kefu.Invalid, "unknown role %q (admin, supervisor, agent, editor)", r)
+		}
+	}
 	hash, err := hashPassword(password)
 	if err != nil {
 		return Agent{}, kefu.E(op, kefu.Internal, err)
 	}
 	const q = `
-INSERT INTO handoff_agent (email, name, password_hash, languages, max_chats)
-VALUES ($1, $2, $3, $4, $5) RETURNING id, status`
-	err = a.pool.QueryRow(ctx, q, ag.Email, ag.Name, hash, ag.Languages, ag.MaxChats).Scan(&ag.ID, &ag.Status)
+INSERT INTO handoff_agent (email, name, password_hash, languages, max_chats, roles)
+VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, status`
+	err = a.pool.QueryRow(ctx, q, ag.Email, ag.Name, hash, ag.Languages, ag.MaxChats, ag.Roles).Scan(&ag.ID, &ag.Status)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 		return Agent{}, kefu.Errorf(op, kefu.Conflict, "an agent with this e-mail exists")
@@ -108,11 +136,11 @@ func (a *Agents) Count(ctx context.Context) (int, error) {
 // password give the same Unauthorized error.
 func (a *Agents) Login(ctx context.Context, email, password string) (string, Agent, error) {
 	const op = "handoff.Login"
-	const q = `SELECT id, email, name, languages, max_chats, status, password_hash FROM handoff_agent WHERE email = $1`
+	const q = `SELECT id, email, name, languages, max_chats, status, roles, password_hash FROM handoff_agent WHERE email = $1`
 	var ag Agent
 	var hash string
 	err := a.pool.QueryRow(ctx, q, strings.ToLower(strings.TrimSpace(email))).
-		Scan(&ag.ID, &ag.Email, &ag.Name, &ag.Languages, &ag.MaxChats, &ag.Status, &hash)
+		Scan(&ag.ID, &ag.Email, &ag.Name, &ag.Languages, &ag.MaxChats, &ag.Status, &ag.Roles, &hash)
 	if errors.Is(err, pgx.ErrNoRows) {
 		_, _ = hashPassword(password) // same work as a real check: no timing oracle for e-mails
 		return "", Agent{}, kefu.Errorf(op, kefu.Unauthorized, "wrong e-mail or password")
@@ -140,11 +168,11 @@ func (a *Agents) Authenticate(ctx context.Context, bearer string) (Agent, error)
 		return Agent{}, kefu.Errorf(op, kefu.Unauthorized, "log in first")
 	}
 	const q = `
-SELECT a.id, a.email, a.name, a.languages, a.max_chats, a.status
+SELECT a.id, a.email, a.name, a.languages, a.max_chats, a.status, a.roles
 FROM handoff_token t JOIN handoff_agent a ON a.id = t.agent_id
 WHERE t.token_hash = $1 AND t.expires_at > $2`
 	var ag Agent
-	err := a.pool.QueryRow(ctx, q, token.Hash(bearer), a.now()).Scan(&ag.ID, &ag.Email, &ag.Name, &ag.Languages, &ag.MaxChats, &ag.Status)
+	err := a.pool.QueryRow(ctx, q, token.Hash(bearer), a.now()).Scan(&ag.ID, &ag.Email, &ag.Name, &ag.Languages, &ag.MaxChats, &ag.Status, &ag.Roles)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Agent{}, kefu.Errorf(op, kefu.Unauthorized, "the login has expired or is not valid")
 	}

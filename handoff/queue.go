@@ -123,7 +123,7 @@ FOR UPDATE SKIP LOCKED`
 	// agent's row serialises assignments to one agent, so capacity holds under concurrency.
 	const agent = `
 SELECT a.id FROM handoff_agent a
-WHERE a.status = 'online'
+WHERE a.status = 'online' AND 'agent' = ANY (a.roles)
   AND (cardinality(a.languages) = 0 OR $1 = '' OR $1 = ANY (a.languages))
   AND (SELECT count(*) FROM handoff_request r WHERE r.agent_id = a.id AND r.state = 'assigned') < a.max_chats
 ORDER BY (SELECT count(*) FROM handoff_request r WHERE r.agent_id = a.id AND r.state = 'assigned'),

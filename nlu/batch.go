@@ -1,9 +1,12 @@
 package nlu
 
 import (
+	"cmp"
 	"context"
 	"runtime"
+	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/kefu-dev/kefu"
 )
@@ -102,6 +105,61 @@ func (c *Classifier) batchWorker() {
 			}
 		}
 	}
+}
+
+// embedTexts embeds texts in runs of up to maxBatch, shortest first so that a run pads little,
+// with as many runs at a time as there are cores. The vectors come back in the order of texts.
+func (c *onnxModel) embedTexts(ctx context.Context, texts []string) ([][]float32, error) {
+	out := make([][]float32, len(texts))
+	order := make([]int, len(texts))
+	for i := range order {
+		order[i] = i
+	}
+	// Bytes are a fair proxy for pieces, and cheaper than tokenizing twice.
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(len(texts[a]), len(texts[b])) })
+	runs := (len(texts) + maxBatch - 1) / maxBatch
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		next     atomic.Int64 // the next run to take
+		done     atomic.Int64 // runs finished
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+	)
+	for range min(runs, cap(c.slots)) {
+		wg.Go(func() {
+			batch := make([]string, 0, maxBatch)
+			for ctx.Err() == nil {
+				r := int(next.Add(1)) - 1
+				if r >= runs {
+					return
+				}
+				idx := order[r*maxBatch : min((r+1)*maxBatch, len(order))]
+				batch = batch[:0]
+				for _, i := range idx {
+					batch = append(batch, texts[i])
+				}
+				res, err := c.run(ctx, batch)
+				if err != nil {
+					errOnce.Do(func() { firstErr = err; cancel() })
+					return
+				}
+				for j, i := range idx {
+					out[i] = res.emb[j]
+				}
+				done.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if done.Load() < int64(runs) { // the caller gave up before every run ran
+		return nil, context.Cause(ctx)
+	}
+	return out, nil
 }
 
 // embedCache keeps the sentence embeddings of the messages Understand saw last: a turn

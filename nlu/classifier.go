@@ -41,6 +41,9 @@ type Meta struct {
 	// SimilarityThreshold: a message whose intent_similarity (cosine to the nearest intent
 	// centroid) is under it is out of scope. Chosen on validation data; 0 turns it off.
 	SimilarityThreshold float64 `json:"similarity_threshold,omitempty"`
+	// Kind is "encoder" for a sentence encoder (training/train_encoder.py), which LoadEncoder
+	// opens; empty for an intent model.
+	Kind string `json:"kind,omitempty"`
 }
 
 // Scored is an intent and its calibrated probability.
@@ -61,6 +64,18 @@ type Result struct {
 
 // Classifier is an ONNX intent model and sentence encoder. It is safe for concurrent use.
 type Classifier struct {
+	*onnxModel
+
+	recent    embedCache           // embeddings of recent messages, for the knowledge search that follows
+	queue     chan classifyRequest // Understand's requests, gathered into micro-batches
+	stop      chan struct{}
+	workers   sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// onnxModel is an ONNX Runtime session and the tokenizer that feeds it: what Classifier and
+// Encoder share. It is safe for concurrent use.
+type onnxModel struct {
 	meta    Meta
 	tok     *Tokenizer
 	labels  []string // nil when the model has no classification head
@@ -69,15 +84,10 @@ type Classifier struct {
 	logits  int    // index of the logits output, -1 when there is none
 	sim     int    // index of the intent_similarity output, -1 when there is none
 	embed   int    // index of the output the sentence embedding comes from, -1 when none
+	embedAs string // that output's name
 	pooling pooling
 	dim     int
 	slots   chan struct{} // bounds concurrent runs to the number of cores
-
-	recent    embedCache           // embeddings of recent messages, for the knowledge search that follows
-	queue     chan classifyRequest // Understand's requests, gathered into micro-batches
-	stop      chan struct{}
-	workers   sync.WaitGroup
-	closeOnce sync.Once
 }
 
 // feed is what nlu puts in one model input.
@@ -113,7 +123,21 @@ const (
 	poolAsIs         // embedding: Kefu's models normalise it themselves
 	poolUnit         // pooler_output: normalised here
 	poolMean         // last_hidden_state: mean over the attention mask, then normalised
+	poolCLS          // last_hidden_state: the first token's ([CLS]) state, normalised
 )
+
+// embeddingOutputs are the outputs a sentence embedding may come from, in order of preference,
+// and how each is pooled.
+var embeddingOutputs = []struct {
+	name string
+	pool pooling
+}{
+	{"embedding", poolAsIs},          // Kefu's models, normalised in the graph
+	{"sentence_embedding", poolUnit}, // a sentence-transformers export, pooled in the graph
+	{"last_hidden_state", poolMean},  // a Hugging Face encoder: pooled here
+	{"token_embeddings", poolMean},   // a sentence-transformers export's token states
+	{"pooler_output", poolUnit},      // BERT's pooler, the last resort
+}
 
 // Load opens a model folder. It reads two layouts. A folder with model.json is Kefu's own,
 // written by training/: model.json, labels.json, vocab.txt and model.onnx with the outputs
@@ -143,12 +167,17 @@ func Load(dir string) (*Classifier, error) {
 	case isFile(filepath.Join(dir, "config.json")):
 		return loadHF(dir)
 	}
+	return nil, folderError(dir)
+}
+
+// folderError says why dir, which has neither model.json nor config.json, is no model folder.
+func folderError(dir string) error {
 	if st, err := os.Stat(dir); err != nil {
-		return nil, loadError(kefu.NotFound, err, "model folder %s cannot be read", dir)
+		return loadError(kefu.NotFound, err, "model folder %s cannot be read", dir)
 	} else if !st.IsDir() {
-		return nil, loadError(kefu.Invalid, nil, "model folder %s is not a folder", dir)
+		return loadError(kefu.Invalid, nil, "model folder %s is not a folder", dir)
 	}
-	return nil, loadError(kefu.NotFound, nil, "model folder %s has neither model.json (a model trained by training/) nor config.json (a Hugging Face export)", dir)
+	return loadError(kefu.NotFound, nil, "model folder %s has neither model.json (a model trained by training/) nor config.json (a Hugging Face export)", dir)
 }
 
 // loadKefu opens a folder written by training/.
@@ -156,6 +185,9 @@ func loadKefu(dir string) (*Classifier, error) {
 	var meta Meta
 	if err := readJSON(filepath.Join(dir, "model.json"), &meta); err != nil {
 		return nil, err
+	}
+	if meta.Kind == "encoder" {
+		return nil, loadError(kefu.Invalid, nil, "%s: %s is a sentence encoder (kind encoder), not an intent model: it embeds knowledge (kefu -embedder encoder -encoder-model %s, nlu.LoadEncoder)", filepath.Join(dir, "model.json"), dir, dir)
 	}
 	if meta.MaxLen <= 0 {
 		meta.MaxLen = 64
@@ -187,11 +219,23 @@ func loadKefu(dir string) (*Classifier, error) {
 	return c, nil
 }
 
-// open inspects model.onnx, matches its inputs and outputs to what nlu feeds and reads, opens
-// the session and runs it once so that a model that does not fit its files fails here rather
-// than on a customer's message. labelsFrom and metaFrom name the files labels and
-// meta.Hidden come from, for errors.
+// open opens a classifier: openModel with its heads, and the micro-batching of Understand.
 func open(path string, meta Meta, tok *Tokenizer, labels []string, labelsFrom, metaFrom string) (*Classifier, error) {
+	m, err := openModel(path, meta, tok, labels, labelsFrom, metaFrom, true)
+	if err != nil {
+		return nil, err
+	}
+	c := &Classifier{onnxModel: m}
+	c.startBatching()
+	return c, nil
+}
+
+// openModel inspects model.onnx, matches its inputs and outputs to what nlu feeds and reads,
+// opens the session and runs it once so that a model that does not fit its files fails here
+// rather than on a customer's message. labelsFrom and metaFrom name the files labels and
+// meta.Hidden come from, for errors. Without heads (an encoder) only the sentence embedding
+// is read: logits and intent_similarity outputs are left alone.
+func openModel(path string, meta Meta, tok *Tokenizer, labels []string, labelsFrom, metaFrom string, heads bool) (*onnxModel, error) {
 	if err := requireFile(path, "export the model to ONNX into this folder (optimum-cli export onnx writes model.onnx)"); err != nil {
 		return nil, err
 	}
@@ -199,7 +243,7 @@ func open(path string, meta Meta, tok *Tokenizer, labels []string, labelsFrom, m
 	if err != nil {
 		return nil, loadError(kefu.Invalid, err, "%s cannot be read by ONNX Runtime", path)
 	}
-	c := &Classifier{meta: meta, tok: tok, logits: -1, embed: -1, sim: -1, slots: make(chan struct{}, runtime.NumCPU())}
+	c := &onnxModel{meta: meta, tok: tok, logits: -1, embed: -1, sim: -1, slots: make(chan struct{}, runtime.NumCPU())}
 
 	var inNames, unknown []string
 	seen := map[feed]bool{}
@@ -239,7 +283,7 @@ func open(path string, meta Meta, tok *Tokenizer, labels []string, labelsFrom, m
 		}
 		return nil
 	}
-	if o, ok := byName["logits"]; ok {
+	if o, ok := byName["logits"]; ok && heads {
 		if err := wantFloat(o, 2, "[batch, labels]"); err != nil {
 			return nil, err
 		}
@@ -252,11 +296,8 @@ func open(path string, meta Meta, tok *Tokenizer, labels []string, labelsFrom, m
 		c.logits, c.labels = len(outNames), labels
 		outNames = append(outNames, o.Name)
 	}
-	// The sentence embedding comes from the first of these outputs the model has.
-	for _, e := range []struct {
-		name string
-		pool pooling
-	}{{"embedding", poolAsIs}, {"last_hidden_state", poolMean}, {"pooler_output", poolUnit}} {
+	// The sentence embedding comes from the first of embeddingOutputs the model has.
+	for _, e := range embeddingOutputs {
 		o, ok := byName[e.name]
 		if !ok {
 			continue
@@ -268,13 +309,13 @@ func open(path string, meta Meta, tok *Tokenizer, labels []string, labelsFrom, m
 		if err := wantFloat(o, rank, shape); err != nil {
 			return nil, err
 		}
-		c.embed, c.pooling, c.dim = len(outNames), e.pool, int(o.Dimensions[rank-1]) // -1 when dynamic: the probe finds it
+		c.embed, c.embedAs, c.pooling, c.dim = len(outNames), e.name, e.pool, int(o.Dimensions[rank-1]) // -1 when dynamic: the probe finds it
 		outNames = append(outNames, o.Name)
 		break
 	}
 	// Kefu's models may add the cosine of the embedding to the nearest intent centroid, which
 	// Understand compares with meta.SimilarityThreshold to find out-of-scope messages.
-	if o, ok := byName["intent_similarity"]; ok && c.logits >= 0 {
+	if o, ok := byName["intent_similarity"]; ok && c.logits >= 0 && heads {
 		if err := wantFloat(o, 1, "[batch]"); err != nil {
 			return nil, err
 		}
@@ -282,7 +323,14 @@ func open(path string, meta Meta, tok *Tokenizer, labels []string, labelsFrom, m
 		outNames = append(outNames, o.Name)
 	}
 	if len(outNames) == 0 {
-		return nil, loadError(kefu.Invalid, nil, "%s has none of the outputs nlu reads: logits, embedding, last_hidden_state, pooler_output (its outputs: %s)", path, names(outs))
+		var want []string
+		if heads {
+			want = append(want, "logits")
+		}
+		for _, e := range embeddingOutputs {
+			want = append(want, e.name)
+		}
+		return nil, loadError(kefu.Invalid, nil, "%s has none of the outputs nlu reads: %s (its outputs: %s)", path, strings.Join(want, ", "), names(outs))
 	}
 
 	opts, err := ort.NewSessionOptions()
@@ -303,14 +351,13 @@ func open(path string, meta Meta, tok *Tokenizer, labels []string, labelsFrom, m
 	if c.meta.Hidden <= 0 {
 		c.meta.Hidden = c.dim
 	}
-	c.startBatching()
 	return c, nil
 }
 
 // probe runs the model on [CLS] [SEP], letting ONNX Runtime allocate the outputs, and checks
 // their shapes. Then it runs [CLS] <the last piece of vocab.txt> [SEP]: a vocabulary larger than
 // the model's embedding table fails there.
-func (c *Classifier) probe(path, labelsFrom, metaFrom string) error {
+func (c *onnxModel) probe(path, labelsFrom, metaFrom string) error {
 	outs, err := c.runAllocated([]int64{c.tok.cls, c.tok.sep})
 	defer destroy(outs)
 	if err != nil {
@@ -338,7 +385,7 @@ func (c *Classifier) probe(path, labelsFrom, metaFrom string) error {
 			return err
 		}
 		prefix := ort.Shape{1} // [batch, hidden]
-		if c.pooling == poolMean {
+		if c.pooling == poolMean || c.pooling == poolCLS {
 			prefix = ort.Shape{1, 2} // [batch, sequence, hidden]
 		}
 		if len(s) != len(prefix)+1 || !slices.Equal(s[:len(prefix)], prefix) || s[len(prefix)] <= 0 {
@@ -360,7 +407,7 @@ func (c *Classifier) probe(path, labelsFrom, metaFrom string) error {
 
 // runAllocated runs the model on one sequence and lets ONNX Runtime allocate the outputs,
 // which the caller destroys, also after an error.
-func (c *Classifier) runAllocated(seq []int64) ([]ort.Value, error) {
+func (c *onnxModel) runAllocated(seq []int64) ([]ort.Value, error) {
 	var grams [][]int64
 	if c.meta.NgramBuckets > 0 {
 		grams = [][]int64{{int64(c.meta.NgramBuckets)}} // the largest id: checks the table's size
@@ -444,7 +491,6 @@ func names(infos []ort.InputOutputInfo) string {
 	return strings.Join(s, ", ")
 }
 
-// Close releases the ONNX session.
 // Close stops the micro-batching workers and releases the ONNX session. Calls after the first
 // do nothing.
 func (c *Classifier) Close() error {
@@ -509,22 +555,12 @@ func (c *Classifier) Embed(ctx context.Context, texts []string) ([][]float32, er
 			return [][]float32{v}, nil
 		}
 	}
-	var out [][]float32
-	for i := 0; i < len(texts); i += 32 {
-		r, err := c.run(ctx, texts[i:min(i+32, len(texts))])
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r.emb...)
-	}
-	return out, nil
+	return c.embedTexts(ctx, texts)
 }
 
 // EmbedderID names the embedding space: vectors from different ids do not mix.
 func (c *Classifier) EmbedderID() string { return "onnx:" + c.meta.Version }
 
-// run returns the logits (nil without a classification head) and the sentence embeddings (nil
-// without an embedding output) of texts.
 // runOutput is what one run gives for each text.
 type runOutput struct {
 	logits [][]float32 // nil without a classification head
@@ -532,7 +568,8 @@ type runOutput struct {
 	sim    []float32   // nil without an intent_similarity output
 }
 
-func (c *Classifier) run(ctx context.Context, texts []string) (out runOutput, err error) {
+// run runs the model once on texts (one batch).
+func (c *onnxModel) run(ctx context.Context, texts []string) (out runOutput, err error) {
 	select {
 	case c.slots <- struct{}{}:
 		defer func() { <-c.slots }()
@@ -565,7 +602,7 @@ func (c *Classifier) run(ctx context.Context, texts []string) (out runOutput, er
 	}
 	if c.embed >= 0 {
 		shape := ort.NewShape(int64(n), int64(c.dim))
-		if c.pooling == poolMean {
+		if c.pooling == poolMean || c.pooling == poolCLS {
 			shape = ort.NewShape(int64(n), int64(width), int64(c.dim))
 		}
 		if outs[c.embed], err = ort.NewEmptyTensor[float32](shape); err != nil {
@@ -598,7 +635,7 @@ func (c *Classifier) run(ctx context.Context, texts []string) (out runOutput, er
 
 // inputs makes the model's input tensors for seqs, padded to the longest, and returns that
 // length. The caller destroys the tensors.
-func (c *Classifier) inputs(seqs, grams [][]int64) (in []ort.Value, width int, err error) {
+func (c *onnxModel) inputs(seqs, grams [][]int64) (in []ort.Value, width int, err error) {
 	for _, s := range seqs {
 		width = max(width, len(s))
 	}
@@ -649,7 +686,7 @@ func padGrams(grams [][]int64, n int) ([]int64, ort.Shape) {
 }
 
 // pool turns the embedding output into one unit vector per sequence.
-func (c *Classifier) pool(data []float32, seqs [][]int64, width int) [][]float32 {
+func (c *onnxModel) pool(data []float32, seqs [][]int64, width int) [][]float32 {
 	out := make([][]float32, len(seqs))
 	for i, s := range seqs {
 		switch c.pooling {
@@ -667,6 +704,8 @@ func (c *Classifier) pool(data []float32, seqs [][]int64, width int) [][]float32
 				}
 			}
 			out[i] = unit(sum) // the sum points where the mean does
+		case poolCLS:
+			out[i] = unit(data[i*width*c.dim : (i*width+1)*c.dim])
 		}
 	}
 	return out

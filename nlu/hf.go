@@ -40,40 +40,58 @@ type kefuJSON struct {
 
 // loadHF opens a Hugging Face BERT export, laid out as Load describes.
 func loadHF(dir string) (*Classifier, error) {
+	f, err := readHF(dir)
+	if err != nil {
+		return nil, err
+	}
+	return open(filepath.Join(dir, "model.onnx"), f.meta, f.tok, f.labels, f.cfgPath+" (id2label)", f.cfgPath)
+}
+
+// hfFolder is what readHF makes of a Hugging Face export's files other than model.onnx.
+type hfFolder struct {
+	meta    Meta
+	tok     *Tokenizer
+	labels  []string
+	cfgPath string
+}
+
+// readHF reads a Hugging Face BERT export's config.json, tokenizer_config.json, vocab.txt and
+// kefu.json, as Load describes.
+func readHF(dir string) (hfFolder, error) {
 	cfgPath := filepath.Join(dir, "config.json")
 	var cfg hfConfig
 	if err := readJSON(cfgPath, &cfg); err != nil {
-		return nil, err
+		return hfFolder{}, err
 	}
 
 	tcPath := filepath.Join(dir, "tokenizer_config.json")
 	var tc hfTokenizerConfig
 	if isFile(tcPath) {
 		if err := readJSON(tcPath, &tc); err != nil {
-			return nil, err
+			return hfFolder{}, err
 		}
 	}
 	lower := tc.DoLowerCase == nil || *tc.DoLowerCase
 	// nlu's tokenizer strips accents exactly when it lower-cases, as BERT does by default.
 	if tc.StripAccents != nil && *tc.StripAccents != lower {
-		return nil, loadError(kefu.Invalid, nil, "%s: strip_accents=%t with do_lower_case=%t is not supported: nlu strips accents exactly when it lower-cases", tcPath, *tc.StripAccents, lower)
+		return hfFolder{}, loadError(kefu.Invalid, nil, "%s: strip_accents=%t with do_lower_case=%t is not supported: nlu strips accents exactly when it lower-cases", tcPath, *tc.StripAccents, lower)
 	}
 	if tc.TokenizeChineseChars != nil && !*tc.TokenizeChineseChars {
-		return nil, loadError(kefu.Invalid, nil, "%s: tokenize_chinese_chars=false is not supported: nlu always splits CJK ideographs", tcPath)
+		return hfFolder{}, loadError(kefu.Invalid, nil, "%s: tokenize_chinese_chars=false is not supported: nlu always splits CJK ideographs", tcPath)
 	}
 
 	vocabPath := filepath.Join(dir, "vocab.txt")
 	tok, err := loadVocab(vocabPath, lower, false)
 	if err != nil {
-		return nil, err
+		return hfFolder{}, err
 	}
 	if cfg.VocabSize > 0 && cfg.VocabSize != tok.VocabSize() {
-		return nil, loadError(kefu.Invalid, nil, "%s has %d pieces but %s says the model's vocab_size is %d: the vocabulary does not belong to this model", vocabPath, tok.VocabSize(), cfgPath, cfg.VocabSize)
+		return hfFolder{}, loadError(kefu.Invalid, nil, "%s has %d pieces but %s says the model's vocab_size is %d: the vocabulary does not belong to this model", vocabPath, tok.VocabSize(), cfgPath, cfg.VocabSize)
 	}
 
 	labels, err := cfg.labels(cfgPath)
 	if err != nil {
-		return nil, err
+		return hfFolder{}, err
 	}
 
 	meta := Meta{
@@ -92,13 +110,13 @@ func loadHF(dir string) (*Classifier, error) {
 		meta.MaxLen = int(min(float64(meta.MaxLen), *n))
 	}
 	if meta.MaxLen < 2 {
-		return nil, loadError(kefu.Invalid, nil, "%s (max_position_embeddings) and %s (model_max_length) allow %d tokens a message, fewer than [CLS] and [SEP]", cfgPath, tcPath, meta.MaxLen)
+		return hfFolder{}, loadError(kefu.Invalid, nil, "%s (max_position_embeddings) and %s (model_max_length) allow %d tokens a message, fewer than [CLS] and [SEP]", cfgPath, tcPath, meta.MaxLen)
 	}
 	if err := readKefuJSON(filepath.Join(dir, "kefu.json"), &meta); err != nil {
-		return nil, err
+		return hfFolder{}, err
 	}
 
-	return open(filepath.Join(dir, "model.onnx"), meta, tok, labels, cfgPath+" (id2label)", cfgPath)
+	return hfFolder{meta: meta, tok: tok, labels: labels, cfgPath: cfgPath}, nil
 }
 
 // labels returns the label names in id order, from id2label, or from label2id without it.

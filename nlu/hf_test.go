@@ -43,6 +43,7 @@ type tinyRef struct {
 	Logits []float64 `json:"logits"` // absent without a classification head
 	Mean   []float64 `json:"mean"`   // L2-normalised masked mean of last_hidden_state
 	Pooler []float64 `json:"pooler"` // L2-normalised pooler_output
+	CLS    []float64 `json:"cls"`    // L2-normalised last_hidden_state of [CLS]
 }
 
 // hfWrite writes a Hugging Face style BERT folder in a temporary directory: config.json with

@@ -8,5 +8,7 @@
 // (Chinese segmented by gse, plus character bigrams). Search fuses the two rankings by
 // reciprocal rank (SearchOptions), then answers in the customer's language where the entry has
 // it, and only when the entry's own evidence reaches the threshold. Import and Evaluate load any
-// FAQ corpus and measure retrieval on any query set.
+// FAQ corpus and measure retrieval on any query set. OpenAIEmbedder embeds through an
+// OpenAI-compatible endpoint; Generator words a grounded, cited answer from the passages found
+// with an OpenAI-compatible chat model, streaming it.
 package retrieval

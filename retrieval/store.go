@@ -3,8 +3,6 @@ package retrieval
 import (
 	"context"
 	"embed"
-	"errors"
-	"fmt"
 	"io/fs"
 	"log/slog"
 	"slices"
@@ -43,6 +41,9 @@ type Entry struct {
 	Answer     string   `json:"answer"`
 	Link       string   `json:"link"`
 	Version    int      `json:"version"`
+	Kind       string   `json:"kind,omitempty"`   // faq (the default) or passage
+	Parent     string   `json:"parent,omitempty"` // a passage's document
+	Tags       []string `json:"tags,omitempty"`
 }
 
 // Source says where an answer came from.
@@ -62,6 +63,9 @@ type Answer struct {
 	Score   float64  `json:"score"` // cosine similarity of the best phrasing
 	Source  Source   `json:"source"`
 	Related []string `json:"related,omitempty"` // questions of the next best entries
+	// Evidence is the entries found, the answering one first: the passages a Generator
+	// words an answer from.
+	Evidence []Evidence `json:"-"`
 }
 
 // DefaultThreshold is the cosine similarity below which the knowledge base says it is not
@@ -76,6 +80,7 @@ type Store struct {
 	log       *slog.Logger
 	opts      SearchOptions
 	stats     lexStats
+	related   relatedCache
 	// denseQuery is the nearest-phrasings query with entries (language $3), written once: it
 	// depends only on the embedder.
 	denseQuery string
@@ -89,30 +94,57 @@ func NewStore(pool *pgxpool.Pool, e Embedder, threshold float64, log *slog.Logge
 	return s
 }
 
-// Upsert stores entries (matched by key and language) and their vectors.
+// Upsert stores entries (matched by key and language) and their vectors, each as a new
+// published version (an open draft of the entry is discarded: the upsert wins).
 func (s *Store) Upsert(ctx context.Context, entries []Entry) error {
+	return s.upsert(ctx, "system", entries)
+}
+
+func (s *Store) upsert(ctx context.Context, actor string, entries []Entry) error {
 	const op = "retrieval.Upsert"
 	for i, e := range entries {
 		if e.Key == "" || e.Language == "" || e.Answer == "" || e.Question == "" {
 			return kefu.Errorf(op, kefu.Invalid, "entry %d needs a key, a language, a question and an answer", i+1)
 		}
 	}
-	tx, err := s.pool.Begin(ctx)
+	err := s.inTx(ctx, op, func(tx pgx.Tx) error {
+		if err := s.upsertTx(ctx, tx, actor, entries); err != nil {
+			return err
+		}
+		return audit(ctx, tx, actor, "upsert", "", "", 0, map[string]any{"entries": len(entries)})
+	})
 	if err != nil {
-		return kefu.E(op, kefu.Unavailable, err)
+		return err
 	}
-	defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit
+	_, err = s.EmbedMissing(ctx)
+	return err
+}
+
+// upsertTx writes entries in tx (without vectors: EmbedMissing makes them after commit).
+func (s *Store) upsertTx(ctx context.Context, tx pgx.Tx, actor string, entries []Entry) error {
+	const op = "retrieval.Upsert"
 	for _, e := range entries {
+		// The new version is recorded as a published revision, and an open draft discarded.
 		const q = `
-INSERT INTO retrieval_entry (key, language, title, question, alternates, answer, link)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+WITH d AS (
+    UPDATE retrieval_revision SET state = 'discarded', updated_at = now()
+    WHERE key = $1 AND language = $2 AND state = 'draft'
+), r AS (
+    INSERT INTO retrieval_revision (key, language, version, state, title, question, alternates, answer, link, tags,
+                                    author, published_at, published_by)
+    SELECT $1, $2, coalesce(max(version), 0) + 1, 'published', $3, $4, $5, $6, $7, $8, $9, now(), $9
+    FROM retrieval_revision WHERE key = $1 AND language = $2
+    RETURNING version
+)
+INSERT INTO retrieval_entry (key, language, title, question, alternates, answer, link, tags, version)
+SELECT $1, $2, $3, $4, $5, $6, $7, $8, r.version FROM r
 ON CONFLICT (key, language) DO UPDATE
-SET title = EXCLUDED.title, question = EXCLUDED.question, alternates = EXCLUDED.alternates,
-    answer = EXCLUDED.answer, link = EXCLUDED.link,
-    version = retrieval_entry.version + 1, updated_at = now()
+SET kind = 'faq', parent = '', title = EXCLUDED.title, question = EXCLUDED.question, alternates = EXCLUDED.alternates,
+    answer = EXCLUDED.answer, link = EXCLUDED.link, tags = EXCLUDED.tags, version = EXCLUDED.version, updated_at = now()
 RETURNING id`
 		var id int64
-		if err := tx.QueryRow(ctx, q, e.Key, e.Language, e.Title, e.Question, nonNil(e.Alternates), e.Answer, e.Link).Scan(&id); err != nil {
+		if err := tx.QueryRow(ctx, q, e.Key, e.Language, e.Title, e.Question, nonNil(e.Alternates), e.Answer, e.Link,
+			nonNil(e.Tags), actor).Scan(&id); err != nil {
 			return kefu.E(op, kefu.Unavailable, err)
 		}
 		if _, err := tx.Exec(ctx, "DELETE FROM retrieval_vector WHERE entry_id = $1", id); err != nil {
@@ -124,11 +156,7 @@ RETURNING id`
 		}
 	}
 	s.stats.invalidate()
-	if err := tx.Commit(ctx); err != nil {
-		return kefu.E(op, kefu.Unavailable, err)
-	}
-	_, err = s.EmbedMissing(ctx)
-	return err
+	return nil
 }
 
 func nonNil(s []string) []string {
@@ -257,8 +285,13 @@ func (s *Store) answer(ctx context.Context, db querier, question, lang string) (
 	if err != nil {
 		return Answer{}, err
 	}
+	return s.decide(hits), nil
+}
+
+// decide picks the answer among hits, best first.
+func (s *Store) decide(hits []hit) Answer {
 	if len(hits) == 0 {
-		return Answer{}, nil
+		return Answer{}
 	}
 	// The best-ranked hit whose own evidence (its best phrasing's cosine) reaches the
 	// threshold answers: the ranking may put a lexical match first, but no answer is given
@@ -273,45 +306,42 @@ func (s *Store) answer(ctx context.Context, db querier, question, lang string) (
 			break
 		}
 	}
+	if a.Found {
+		a.Evidence = append(a.Evidence, Evidence{Source: a.Source, Text: a.Text, Score: a.Score})
+	}
+	for _, h := range hits {
+		a.Evidence = append(a.Evidence, evidenceOf(h))
+	}
 	for _, h := range hits[:min(3, len(hits))] {
 		a.Related = append(a.Related, h.entry.Question)
 	}
-	return a, nil
+	return a
 }
 
-// ErrNoEntries is returned by SeedDemo when the embedded demo file has no entries.
-var ErrNoEntries = errors.New("retrieval: no entries")
-
-// SeedDemo loads the demo knowledge base when the store is empty and reports whether it did.
-func (s *Store) SeedDemo(ctx context.Context) (bool, error) {
-	n, err := s.Count(ctx)
-	if err != nil || n > 0 {
-		return false, err
+// Import stores entries as one transaction, so that an import that fails part-way stores
+// nothing, then embeds them. progress is called with the number stored so far.
+func (s *Store) Import(ctx context.Context, actor string, entries []Entry, progress func(done int)) error {
+	const op = "retrieval.Import"
+	for i, e := range entries {
+		if e.Key == "" || e.Language == "" || e.Answer == "" || e.Question == "" {
+			return kefu.Errorf(op, kefu.Invalid, "entry %d needs a key, a language, a question and an answer", i+1)
+		}
 	}
-	entries, err := DemoEntries()
-	if err != nil {
-		return false, err
-	}
-	if len(entries) == 0 {
-		return false, ErrNoEntries
-	}
-	if err := s.Upsert(ctx, entries); err != nil {
-		return false, fmt.Errorf("retrieval: seed demo: %w", err)
-	}
-	return true, nil
-}
-
-// Import stores entries in batches (each batch one transaction, its vectors embedded after),
-// calling progress with the number stored so far.
-func (s *Store) Import(ctx context.Context, entries []Entry, progress func(done int)) error {
 	const batch = 500
-	for i := 0; i < len(entries); i += batch {
-		if err := s.Upsert(ctx, entries[i:min(i+batch, len(entries))]); err != nil {
-			return err
+	err := s.inTx(ctx, op, func(tx pgx.Tx) error {
+		for i := 0; i < len(entries); i += batch {
+			if err := s.upsertTx(ctx, tx, actor, entries[i:min(i+batch, len(entries))]); err != nil {
+				return err
+			}
+			if progress != nil {
+				progress(min(i+batch, len(entries)))
+			}
 		}
-		if progress != nil {
-			progress(min(i+batch, len(entries)))
-		}
+		return audit(ctx, tx, actor, "import", "", "", 0, map[string]any{"entries": len(entries)})
+	})
+	if err != nil {
+		return err
 	}
-	return nil
+	_, err = s.EmbedMissing(ctx)
+	return err
 }

@@ -9,6 +9,9 @@
   // lastSeq is what this page has shown: a new page starts from 0 and gets the whole
   // conversation; a reconnect asks only for what it missed.
   let ws = null, backoff = 1000, seen = new Set(), outbox = new Map(), timer = null, lastSeq = 0;
+  // streaming is the bot's answer while an LLM writes it (delta frames): a bubble that grows,
+  // replaced by the bot's next message.
+  let streaming = null;
 
   const save = () => localStorage.setItem(KEY, JSON.stringify(sess));
   const setStatus = (text, cls) => { statusEl.textContent = text; statusEl.className = "status " + (cls || ""); };
@@ -47,12 +50,13 @@
       card.append(title, body);
       li.appendChild(card);
     }
-    for (const src of (m.meta && m.meta.sources) || []) {
+    const numbered = !!(m.meta && m.meta.llm); // an LLM's answer cites its sources as [n]
+    ((m.meta && m.meta.sources) || []).forEach((src, i) => {
       const s = document.createElement("span");
       s.className = "source";
-      s.textContent = "来源 Source: " + src.title + " (v" + src.version + ")";
+      s.textContent = "来源 Source: " + (numbered ? "[" + (i + 1) + "] " : "") + src.title + " (v" + src.version + ")";
       li.appendChild(s);
-    }
+    });
     return li;
   }
 
@@ -62,9 +66,30 @@
     lastSeq = Math.max(lastSeq, m.seq);
     const pending = m.client_id && log.querySelector('li.pending[data-client-id="' + CSS.escape(m.client_id) + '"]');
     const li = bubble(m);
-    if (pending) pending.replaceWith(li); else log.appendChild(li);
+    if (pending) pending.replaceWith(li);
+    else if (streaming && m.role !== "customer") { streaming.replaceWith(li); streaming = null; }
+    else log.appendChild(li);
     if (m.role === "bot") showQuick((m.meta && m.meta.quick_replies) || []);
     log.scrollTop = log.scrollHeight;
+  }
+
+  // stream shows a delta: the next piece of the bot's answer to the message f.client_id.
+  function stream(f) {
+    const replyTo = f.client_id || "";
+    if (!streaming || streaming.dataset.replyTo !== replyTo) {
+      if (streaming) streaming.remove();
+      streaming = bubble({ role: "bot", text: "" });
+      streaming.classList.add("streaming");
+      streaming.dataset.replyTo = replyTo;
+      log.appendChild(streaming);
+    }
+    streaming.lastChild.appendData(f.text);
+    log.scrollTop = log.scrollHeight;
+  }
+
+  function dropStream() {
+    if (streaming) streaming.remove();
+    streaming = null;
   }
 
   function showQuick(items) {
@@ -106,6 +131,7 @@
           for (const [id, text] of outbox) ws.send(JSON.stringify({ type: "message", client_id: id, text }));
           break;
         case "message": render(f.message); break;
+        case "delta": stream(f); break;
         case "ack": outbox.delete(f.client_id); break;
         case "state": showState(f); break;
         case "error":
@@ -117,6 +143,7 @@
             return;
           }
           if (f.client_id) {
+            if (streaming && streaming.dataset.replyTo === f.client_id) dropStream();
             outbox.delete(f.client_id);
             const li = log.querySelector('li.pending[data-client-id="' + CSS.escape(f.client_id) + '"]');
             if (li) { li.classList.add("system"); li.textContent = "⚠ " + f.message; }
@@ -127,6 +154,7 @@
       }
     };
     ws.onclose = (ev) => {
+      dropStream(); // the reply, if any, comes with the backlog on reconnect
       if (ev.code >= 4500) { setStatus("disconnected: " + ev.reason); return; }
       setStatus("reconnecting in " + Math.round(backoff / 1000) + "s…");
       timer = setTimeout(connect, backoff);

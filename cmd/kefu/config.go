@@ -28,6 +28,20 @@ type Config struct {
 	CloseAfter    time.Duration // -close-after, KEFU_CLOSE_AFTER
 	ClarifyMargin float64       // -clarify-margin, KEFU_CLARIFY_MARGIN
 
+	// The knowledge base's embedder (embedder.go).
+	Embedder    string // -embedder, KEFU_EMBEDDER: intent (the intent model's encoder) or openai
+	EmbedURL    string // -embed-url, KEFU_EMBED_URL; empty: LLMURL
+	EmbedAPIKey string // KEFU_EMBED_API_KEY (environment only); empty: LLMAPIKey
+	EmbedModel  string // -embed-model, KEFU_EMBED_MODEL
+	EmbedDims   int    // -embed-dims, KEFU_EMBED_DIMS; 0: the model's own
+
+	// The LLM that words knowledge answers (llm.go); off without LLMURL.
+	LLMURL       string        // -llm-url, KEFU_LLM_URL: an OpenAI-compatible base URL (…/v1)
+	LLMAPIKey    string        // KEFU_LLM_API_KEY (environment only: a flag would show in ps)
+	LLMModel     string        // -llm-model, KEFU_LLM_MODEL
+	LLMMaxTokens int           // -llm-max-tokens, KEFU_LLM_MAX_TOKENS
+	LLMTimeout   time.Duration // -llm-timeout, KEFU_LLM_TIMEOUT
+
 	scratchSchema string // kefu dialog verify: the bench's schema, reopened
 }
 
@@ -85,4 +99,14 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	c.WebhookSecret = os.Getenv("KEFU_WEBHOOK_SECRET")
 	fs.DurationVar(&c.RouteInterval, "route-interval", envDuration("KEFU_ROUTE_INTERVAL", 2*time.Second), "how often the router looks at the queue besides when woken")
 	c.DemoPassword = envOr("KEFU_DEMO_PASSWORD", "kefu-demo-2026")
+	fs.StringVar(&c.Embedder, "embedder", envOr("KEFU_EMBEDDER", "intent"), "knowledge embedder: intent (the intent model's encoder) or openai (an OpenAI-compatible endpoint)")
+	fs.StringVar(&c.EmbedURL, "embed-url", os.Getenv("KEFU_EMBED_URL"), "OpenAI-compatible base URL for -embedder openai (empty: -llm-url)")
+	fs.StringVar(&c.EmbedModel, "embed-model", os.Getenv("KEFU_EMBED_MODEL"), "embedding model for -embedder openai")
+	fs.IntVar(&c.EmbedDims, "embed-dims", envInt("KEFU_EMBED_DIMS", 0), "vector size to ask the embedding model for (0: its own)")
+	c.EmbedAPIKey = os.Getenv("KEFU_EMBED_API_KEY")
+	fs.StringVar(&c.LLMURL, "llm-url", os.Getenv("KEFU_LLM_URL"), "OpenAI-compatible base URL (…/v1) of an LLM that words knowledge answers (empty: no LLM)")
+	fs.StringVar(&c.LLMModel, "llm-model", os.Getenv("KEFU_LLM_MODEL"), "the LLM's model name")
+	fs.IntVar(&c.LLMMaxTokens, "llm-max-tokens", envInt("KEFU_LLM_MAX_TOKENS", 400), "longest LLM answer, in tokens (a longer one falls back to the entry's own text)")
+	fs.DurationVar(&c.LLMTimeout, "llm-timeout", envDuration("KEFU_LLM_TIMEOUT", 20*time.Second), "longest wait for an LLM answer before the entry's own text is given")
+	c.LLMAPIKey = os.Getenv("KEFU_LLM_API_KEY") // never a flag: flags show in ps
 }

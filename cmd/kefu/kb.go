@@ -44,7 +44,7 @@ func kbCmd(ctx context.Context, args []string, log *slog.Logger) error {
 	return fmt.Errorf("unknown kb command %q (want import or eval)", args[0])
 }
 
-// openKB opens the database and the knowledge store with the configured model as embedder.
+// openKB opens the database and the knowledge store with the configured embedder (newEmbedder).
 func openKB(ctx context.Context, cfg Config, log *slog.Logger) (*retrieval.Store, func(), error) {
 	pool, cluster, err := openDatabase(ctx, cfg, log)
 	closeAll := func() {
@@ -64,7 +64,13 @@ func openKB(ctx context.Context, cfg Config, log *slog.Logger) (*retrieval.Store
 		closeAll()
 		return nil, nil, err
 	}
-	return retrieval.NewStore(pool, model, cfg.KBThreshold, log), func() { model.Close(); closeAll() }, nil
+	embedder, err := newEmbedder(ctx, cfg, model)
+	if err != nil {
+		model.Close()
+		closeAll()
+		return nil, nil, err
+	}
+	return retrieval.NewStore(pool, embedder, cfg.KBThreshold, log), func() { model.Close(); closeAll() }, nil
 }
 
 func kbImport(ctx context.Context, cfg Config, file, format, lang string, log *slog.Logger) error {
@@ -98,7 +104,7 @@ func kbImport(ctx context.Context, cfg Config, file, format, lang string, log *s
 	}
 	defer done()
 	start := time.Now()
-	if err := kb.Import(ctx, entries, func(n int) {
+	if err := kb.Import(ctx, "kefu kb import", entries, func(n int) {
 		el := time.Since(start).Seconds()
 		fmt.Fprintf(os.Stderr, "\rimported %d/%d entries (%.0f/s)", n, len(entries), float64(n)/max(el, 1e-9))
 	}); err != nil {

@@ -31,6 +31,9 @@ import (
 // DemoAgentEmail is the demo agent's login.
 const DemoAgentEmail = "agent@kefu.local"
 
+// DemoEditorEmail is the demo knowledge editor's login.
+const DemoEditorEmail = "editor@kefu.local"
+
 // sources are the migrations of every part, in order.
 func sources() []migrate.Source {
 	return []migrate.Source{retrieval.Migrations(), handoff.Migrations(), dialog.Migrations()}
@@ -64,9 +67,9 @@ func serveCmd(ctx context.Context, args []string, log *slog.Logger) error {
 		m.Close()
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "\n  Kefu is running.\n  Customer chat:  %s/\n  Agent console:  %s/agent", m.URL, m.URL)
+	fmt.Fprintf(os.Stderr, "\n  Kefu is running.\n  Customer chat:     %s/\n  Agent console:     %s/agent\n  Knowledge editor:  %s/editor", m.URL, m.URL, m.URL)
 	if m.Config.Demo {
-		fmt.Fprintf(os.Stderr, "   (demo login: %s / %s)", DemoAgentEmail, m.Config.DemoPassword)
+		fmt.Fprintf(os.Stderr, "   (demo logins: %s and %s / %s)", DemoAgentEmail, DemoEditorEmail, m.Config.DemoPassword)
 	}
 	fmt.Fprintf(os.Stderr, "\n  Stop with Ctrl-C.\n\n")
 	<-ctx.Done()
@@ -111,7 +114,18 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Log.Info("language detector ready", "seconds", time.Since(t0).Round(time.Millisecond).Seconds())
 
 	go retrieval.WarmLexical() // the Chinese dictionary takes seconds to load: not on a customer's time
-	kb := retrieval.NewStore(pool, m.model, cfg.KBThreshold, m.Log)
+	embedder, err := newEmbedder(ctx, cfg, m.model)
+	if err != nil {
+		return err
+	}
+	kb := retrieval.NewStore(pool, embedder, cfg.KBThreshold, m.Log)
+	generator, llmURL, err := newGenerator(cfg)
+	if err != nil {
+		return err
+	}
+	if generator != nil {
+		m.Log.Info("knowledge answers worded by an LLM", "url", llmURL, "model", cfg.LLMModel)
+	}
 	queue := handoff.NewQueue(pool, m.Log)
 	agents := handoff.NewAgents(pool, m.Log)
 	if cfg.FlowsDir == "" {
@@ -152,13 +166,16 @@ func (m *Main) Run(ctx context.Context) error {
 	if missing := dialog.MissingVars(flows, vars); len(missing) > 0 {
 		return fmt.Errorf("flows in %s use ${%s}, which kefu does not define (it defines ${KEFU_URL})", flowsDir, strings.Join(missing, "}, ${"))
 	}
+	usage := retrieval.NewUsageLog(kb, 0)
 	engine := dialog.NewEngine(pool, m.model, kb, queue, dialog.Config{
 		EscalateAfter: cfg.EscalateAfter, ClarifyMargin: cfg.ClarifyMargin,
 		ReminderAfter: cfg.ReminderAfter, CloseAfter: cfg.CloseAfter,
 		Flows: flows, Webhooks: &dialog.WebhookClient{Secret: secret, Log: m.Log},
-		Vars: vars,
+		Generator: generator, GenerateTimeout: cfg.LLMTimeout,
+		Vars: vars, Usage: usage.Add,
+		Related: func(key, lang string) []string { return kb.RelatedCached(key, lang, 3) },
 	}, m.Log)
-	deps := api.Deps{Pool: pool, Engine: engine, Queue: queue, Agents: agents, Log: m.Log}
+	deps := api.Deps{Pool: pool, Engine: engine, Queue: queue, Agents: agents, KB: kb, Log: m.Log}
 	if cfg.Demo {
 		deps.DemoShop = demoshop.New(secret, m.Log).Handler()
 	}
@@ -174,6 +191,7 @@ func (m *Main) Run(ctx context.Context) error {
 	})
 	m.wg.Go(func() { queue.Run(loops, cfg.RouteInterval, engine.Assigned, m.server.OnAssigned) })
 	m.wg.Go(func() { m.sweep(loops, engine, cfg.SweepInterval) })
+	m.wg.Go(func() { usage.Run(loops, time.Second) })
 	m.Log.Info("listening", "url", m.URL)
 	return nil
 }
@@ -211,11 +229,16 @@ func (m *Main) seedDemo(ctx context.Context, kb *retrieval.Store, agents *handof
 	if n, err := agents.Count(ctx); err != nil || n > 0 {
 		return err
 	}
-	_, err = agents.Create(ctx, handoff.Agent{Email: DemoAgentEmail, Name: "Demo Agent 演示客服", MaxChats: 5}, m.Config.DemoPassword)
-	if err == nil {
-		m.Log.Info("demo agent created", "email", DemoAgentEmail)
+	for _, ag := range []handoff.Agent{
+		{Email: DemoAgentEmail, Name: "Demo Agent 演示客服", MaxChats: 5, Roles: []string{handoff.RoleAgent}},
+		{Email: DemoEditorEmail, Name: "Demo Editor 知识编辑", Roles: []string{handoff.RoleEditor}},
+	} {
+		if _, err := agents.Create(ctx, ag, m.Config.DemoPassword); err != nil {
+			return err
+		}
+		m.Log.Info("demo account created", "email", ag.Email, "roles", ag.Roles)
 	}
-	return err
+	return nil
 }
 
 // Close stops the server (telling WebSocket clients to reconnect), the router, the pool and,

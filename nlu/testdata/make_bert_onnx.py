@@ -12,7 +12,8 @@ The graph is BERT's shape without attention:
 
 With --reference '[[2, 7, 3], ...]' it also prints, as JSON, what the model computes for each id
 sequence (no padding, attention mask all ones): logits, the L2-normalised masked mean of
-last_hidden_state ("mean") and the L2-normalised pooler_output ("pooler").
+last_hidden_state ("mean"), the L2-normalised pooler_output ("pooler") and the L2-normalised
+last_hidden_state of the first token ("cls").
 """
 
 import argparse
@@ -126,7 +127,7 @@ def reference(w, args, seq):
     def unit(v):
         return (v / np.linalg.norm(v)).tolist()
 
-    out = {"mean": unit(mean), "pooler": unit(pooler)}
+    out = {"mean": unit(mean), "pooler": unit(pooler), "cls": unit(h[0])}
     if args.labels > 0:
         out["logits"] = logits.tolist()
     return out

@@ -1,0 +1,2 @@
+-- Search at scale (placeholder while measuring).
+SELECT 1;
