@@ -89,8 +89,8 @@ type Meta struct {
 	Score        float64            `json:"score,omitempty"`
 	QuickReplies []string           `json:"quick_replies,omitempty"`
 	Related      []string           `json:"related,omitempty"` // questions to ask next, after an answer
-	Reason       string             `json:"reason,omitempty"` // why the bot escalated
-	Event        string             `json:"event,omitempty"`  // "agent_joined", "escalated", "clarify", "digression", …
+	Reason       string             `json:"reason,omitempty"`  // why the bot escalated
+	Event        string             `json:"event,omitempty"`   // "agent_joined", "escalated", "clarify", "digression", …
 	Cards        []CardOut          `json:"cards,omitempty"`
 	// The flow that wrote a reply, its version and step, and its slots after the turn.
 	Flow        string            `json:"flow,omitempty"`

@@ -381,14 +381,16 @@ RETURNING ` + revisionFields
 func (s *Store) Discard(ctx context.Context, actor, key, lang string) error {
 	const op = "retrieval.Discard"
 	return s.inTx(ctx, op, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, "UPDATE retrieval_revision SET state = 'discarded', updated_at = now() WHERE key = $1 AND language = $2 AND state = 'draft'", key, lang)
+		var version int
+		err := tx.QueryRow(ctx, `UPDATE retrieval_revision SET state = 'discarded', updated_at = now()
+WHERE key = $1 AND language = $2 AND state = 'draft' RETURNING version`, key, lang).Scan(&version)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return kefu.Errorf(op, kefu.NotFound, "entry %q in %s has no draft", key, lang)
+		}
 		if err != nil {
 			return err
 		}
-		if tag.RowsAffected() == 0 {
-			return kefu.Errorf(op, kefu.NotFound, "entry %q in %s has no draft", key, lang)
-		}
-		return audit(ctx, tx, actor, "discard_draft", key, lang, 0, nil)
+		return audit(ctx, tx, actor, "discard_draft", key, lang, version, nil)
 	})
 }
 

@@ -174,12 +174,14 @@ function ask(text) {
 // ---- formatting ----
 
 const pad = (n) => String(n).padStart(2, "0");
-function when(s) {
+function when(s, seconds) {
   if (!s) return "—";
   const d = new Date(s);
   if (isNaN(d)) return s;
-  return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " + pad(d.getHours()) + ":" + pad(d.getMinutes());
+  return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " + pad(d.getHours()) + ":" + pad(d.getMinutes()) +
+    (seconds ? ":" + pad(d.getSeconds()) : "");
 }
+const plural = (n, one, many) => n + " " + (n === 1 ? one : many);
 
 function el(tag, props, ...children) {
   const n = document.createElement(tag);
@@ -614,6 +616,7 @@ $("try-form").addEventListener("submit", async (e) => {
   if (withDraft && dirty) $("try-error").textContent = "Unsaved changes are not tried: save the draft to try them.";
   const body = { question: $("try-question").value, language: $("try-lang").value, draft_key: withDraft ? cur.key : "" };
   $("try-go").disabled = true;
+  $("try-result").hidden = true;
   let t;
   try {
     t = await api("POST", "/api/kb/try", body);
@@ -638,9 +641,9 @@ $("try-form").addEventListener("submit", async (e) => {
     el("tr", { class: "passage" + (p.answers ? " answers" : ""), data: { key: p.key } },
       el("td", { textContent: p.rank }),
       el("td", { textContent: p.key + " v" + p.version }),
-      el("td", { class: "ed-text", textContent: p.title || p.question }),
+      el("td", { class: "ed-text", textContent: p.title || p.question, title: p.text.length > 300 ? p.text.slice(0, 300) + "…" : p.text }),
       el("td", { class: "num", textContent: p.cosine.toFixed(3) }),
-      el("td", { class: "marker", textContent: p.answers ? "✔ answers" : "" }))));
+      el("td", { class: "marker" }, ...(p.answers ? ["✔", el("span", { class: "sr-only", textContent: " answers" })] : [])))));
   $("try-result").hidden = false;
 });
 
@@ -758,7 +761,7 @@ async function loadAudit() {
     return;
   }
   $("audit").tBodies[0].replaceChildren(...data.audit.map((a) => el("tr", { class: "audit", data: { action: a.action, key: a.key } },
-    el("td", { textContent: when(a.at) }),
+    el("td", { textContent: when(a.at, true) }),
     el("td", { textContent: a.actor }),
     el("td", { class: "action", textContent: a.action + detail(a) }),
     el("td", { textContent: a.key || "—" }),
@@ -769,8 +772,8 @@ async function loadAudit() {
 function detail(a) {
   const d = a.detail || {};
   if (d.to_version) return " → v" + d.to_version;
-  if (d.entries) return " (" + d.entries + " entries)";
-  if (d.questions) return " (" + d.questions + " questions)";
+  if (d.entries) return " (" + plural(d.entries, "entry", "entries") + ")";
+  if (d.questions) return " (" + plural(d.questions, "question", "questions") + ")";
   return "";
 }
 

@@ -135,8 +135,10 @@ try {
   step("try without the draft: the live text answers");
   await ed.uncheck("#try-draft");
   await ed.click("#try-go");
-  await ed.locator("#try-answer", { hasText: OLD }).waitFor();
-  check(!(await ed.locator("#try-answer").textContent()).includes(marker), "the draft answered without the draft");
+  await ed.waitForFunction(([old, m]) => {
+    const t = document.getElementById("try-answer").textContent;
+    return !document.getElementById("try-result").hidden && t.includes(old) && !t.includes(m);
+  }, [OLD, marker]);
 
   step("the customer still gets the old answer");
   reply = await ask(customer, QUESTION);
@@ -191,6 +193,20 @@ try {
   await ed.locator("#edit-status", { hasText: "discarded" }).waitFor();
   check(!(await ed.inputValue("#e-answer")).includes("(their change)"), "the discarded draft is still in the form");
 
+  step("a document opens with its format and body");
+  await ed.click("#back");
+  await ed.fill("#q", "");
+  await ed.selectOption("#f-lang", "");
+  await ed.selectOption("#f-kind", "document");
+  await ed.locator("#page-info", { hasText: /^1–\d+ of \d+$/ }).waitFor();
+  await ed.waitForFunction(() => [...document.querySelectorAll("#entries tr.entry")].every((r) => r.querySelector(".badge")?.textContent === "document"));
+  await ed.locator("#entries tr.entry button.open").first().click();
+  await ed.locator("#e-format-label:not([hidden])").waitFor();
+  check(await ed.locator("#e-question-label").isHidden(), "a document shows the question field");
+  check((await ed.inputValue("#e-answer")).length > 200, "the document's body is not in the form");
+  await ed.click("#back");
+  await ed.selectOption("#f-kind", "");
+
   step("an import with one bad row names the line and imports nothing");
   await ed.click("#tab-import");
   const badFile = [
@@ -233,6 +249,12 @@ try {
   }
   await gap.waitFor();
   await shot(ed, "editor-gaps");
+
+  step("trying the gap question shows that the bot is not sure");
+  await ed.fill("#try-question", GAP);
+  await ed.click("#try-go");
+  await ed.locator("#try-answer.not-sure", { hasText: "not sure" }).waitFor();
+  check((await ed.locator("#try-passages tr.passage.answers").count()) === 0, "a passage is marked as answering a question the bot is not sure of");
 
   step("create a draft from the gap; saving it closes the gap");
   await gap.locator("button.create-draft").click();
