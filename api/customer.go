@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync/atomic"
 
@@ -52,7 +53,7 @@ func (s *Server) customerMessages(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"messages": nonNilMessages(msgs)})
+	c.JSON(http.StatusOK, gin.H{"messages": nonNilMessages(forCustomer(msgs))})
 }
 
 // customerFeedback is a customer's thumbs up or down on one of the bot's answers in their own
@@ -93,6 +94,21 @@ func (s *Server) customerFeedback(c *gin.Context) {
 		return
 	}
 	c.Status(http.StatusNoContent)
+}
+
+// forCustomer is messages as their customer sees them: without how a language model was
+// prompted (the agent console and the database keep it).
+func forCustomer(ms []dialog.Message) []dialog.Message {
+	out := ms
+	for i, m := range ms {
+		if m.Meta.LLM != nil {
+			if &out[0] == &ms[0] {
+				out = slices.Clone(ms)
+			}
+			out[i].Meta.LLM = nil
+		}
+	}
+	return out
 }
 
 func nonNilMessages(m []dialog.Message) []dialog.Message {
@@ -143,7 +159,7 @@ func (s *Server) customerWS(c *gin.Context) {
 			if err != nil {
 				return err
 			}
-			cn.sendJSON(gin.H{"type": "welcome", "session": sess, "messages": nonNilMessages(msgs)})
+			cn.sendJSON(gin.H{"type": "welcome", "session": sess, "messages": nonNilMessages(forCustomer(msgs))})
 			s.sendQueueState(ctx, sess)
 			// A customer back after a while to an unfinished task is reminded where it stood.
 			if m, err := s.Engine.Resume(ctx, sess.ID); err != nil {
@@ -181,7 +197,7 @@ func (s *Server) customerTurn(ctx context.Context, cn *conn, sessionID int64, f 
 	}
 	topic := sessionTopic(sessionID)
 	s.Broker.Publish(topic, mustJSON(gin.H{"type": "message", "message": res.Customer}))
-	for _, m := range res.Replies {
+	for _, m := range forCustomer(res.Replies) {
 		s.Broker.Publish(topic, mustJSON(gin.H{"type": "message", "message": m}))
 	}
 	if res.Session.State == dialog.StateAgent && res.Session.AgentID != 0 {

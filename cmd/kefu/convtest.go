@@ -26,6 +26,7 @@ type testBot struct {
 	Clock  *dialog.Clock
 	db     *scratch
 	model  *nlu.Classifier
+	embed  retrieval.Embedder // the knowledge base's: newEmbedder's choice
 	shop   *http.Server
 }
 
@@ -50,7 +51,11 @@ func openTestBot(ctx context.Context, cfg Config, flowsDir string, maxConns int3
 		b.Close()
 		return nil, err
 	}
-	kb := retrieval.NewStore(b.db.Pool, b.model, cfg.KBThreshold, log)
+	if b.embed, err = newEmbedder(ctx, cfg, b.model); err != nil {
+		b.Close()
+		return nil, err
+	}
+	kb := retrieval.NewStore(b.db.Pool, b.embed, cfg.KBThreshold, log)
 	if _, err := kb.SeedDemo(ctx); err != nil {
 		b.Close()
 		return nil, err
@@ -79,6 +84,9 @@ func (b *testBot) Close() {
 	}
 	if b.db != nil {
 		b.db.Close()
+	}
+	if b.embed != nil {
+		closeEmbedder(b.embed, b.model)
 	}
 	if b.model != nil {
 		b.model.Close()

@@ -70,7 +70,7 @@ func openKB(ctx context.Context, cfg Config, log *slog.Logger) (*retrieval.Store
 		closeAll()
 		return nil, nil, err
 	}
-	return retrieval.NewStore(pool, embedder, cfg.KBThreshold, log), func() { model.Close(); closeAll() }, nil
+	return retrieval.NewStore(pool, embedder, cfg.KBThreshold, log), func() { closeEmbedder(embedder, model); model.Close(); closeAll() }, nil
 }
 
 func kbImport(ctx context.Context, cfg Config, file, format, lang string, log *slog.Logger) error {

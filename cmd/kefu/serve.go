@@ -49,6 +49,7 @@ type Main struct {
 	cluster *localpg.Cluster
 	pool    *pgxpool.Pool
 	model   *nlu.Classifier
+	embed   retrieval.Embedder // the knowledge base's: newEmbedder's choice
 	server  *api.Server
 	http    *http.Server
 	cancel  context.CancelFunc
@@ -114,11 +115,11 @@ func (m *Main) Run(ctx context.Context) error {
 	m.Log.Info("language detector ready", "seconds", time.Since(t0).Round(time.Millisecond).Seconds())
 
 	go retrieval.WarmLexical() // the Chinese dictionary takes seconds to load: not on a customer's time
-	embedder, err := newEmbedder(ctx, cfg, m.model)
-	if err != nil {
+	if m.embed, err = newEmbedder(ctx, cfg, m.model); err != nil {
 		return err
 	}
-	kb := retrieval.NewStore(pool, embedder, cfg.KBThreshold, m.Log)
+	m.Log.Info("knowledge embedder ready", "embedder", m.embed.EmbedderID())
+	kb := retrieval.NewStore(pool, m.embed, cfg.KBThreshold, m.Log)
 	generator, llmURL, err := newGenerator(cfg)
 	if err != nil {
 		return err
@@ -260,6 +261,9 @@ func (m *Main) Close() error {
 		m.wg.Wait()
 		if m.pool != nil {
 			m.pool.Close()
+		}
+		if m.embed != nil {
+			closeEmbedder(m.embed, m.model)
 		}
 		if m.model != nil {
 			_ = m.model.Close()
