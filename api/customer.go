@@ -96,16 +96,16 @@ func (s *Server) customerFeedback(c *gin.Context) {
 	c.Status(http.StatusNoContent)
 }
 
-// forCustomer is messages as their customer sees them: without how a language model was
-// prompted (the agent console and the database keep it).
+// forCustomer is messages as their customer sees them: which model worded an answer and
+// what it cited, but not how it was prompted (the agent console and the database keep that).
 func forCustomer(ms []dialog.Message) []dialog.Message {
 	out := ms
 	for i, m := range ms {
-		if m.Meta.LLM != nil {
+		if m.Meta.LLM != nil && len(m.Meta.LLM.Prompt) > 0 {
 			if &out[0] == &ms[0] {
 				out = slices.Clone(ms)
 			}
-			out[i].Meta.LLM = nil
+			out[i].Meta.LLM = &retrieval.GenerationRecord{Model: m.Meta.LLM.Model, Cited: m.Meta.LLM.Cited}
 		}
 	}
 	return out

@@ -57,7 +57,36 @@
       s.textContent = "来源 Source: " + (numbered ? "[" + (i + 1) + "] " : "") + src.title + " (v" + src.version + ")";
       li.appendChild(s);
     });
+    if (m.role === "bot" && m.seq && m.meta && (m.meta.sources || []).length) li.appendChild(votes(m.seq));
     return li;
+  }
+
+  // votes are the thumbs under an answer from the knowledge base: was it helpful?
+  function votes(seq) {
+    const box = document.createElement("span");
+    box.className = "votes";
+    for (const [vote, label, title] of [[1, "👍", "有帮助 Helpful"], [-1, "👎", "没帮助 Not helpful"]]) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "vote";
+      b.dataset.vote = vote;
+      b.textContent = label;
+      b.title = title;
+      b.setAttribute("aria-label", title);
+      b.onclick = async () => {
+        const res = await fetch("/api/sessions/" + sess.id + "/feedback", {
+          method: "POST",
+          headers: { "Content-Type": "application/json", Authorization: "Bearer " + sess.token },
+          body: JSON.stringify({ seq: seq, vote: vote }),
+        }).catch(() => null);
+        if (res && res.ok) {
+          box.querySelectorAll("button").forEach((x) => x.classList.toggle("chosen", x === b));
+          box.dataset.voted = vote;
+        }
+      };
+      box.appendChild(b);
+    }
+    return box;
   }
 
   function render(m) {
@@ -69,7 +98,8 @@
     if (pending) pending.replaceWith(li);
     else if (streaming && m.role !== "customer") { streaming.replaceWith(li); streaming = null; }
     else log.appendChild(li);
-    if (m.role === "bot") showQuick((m.meta && m.meta.quick_replies) || []);
+    // A bot reply's buttons, else the questions other customers asked next.
+    if (m.role === "bot") showQuick((m.meta && (m.meta.quick_replies || m.meta.related)) || []);
     log.scrollTop = log.scrollHeight;
   }
 

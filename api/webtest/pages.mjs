@@ -34,6 +34,11 @@ try {
   await customer.press("#text", "Enter");
   await customer.locator(".msg.bot .source", { hasText: "退款时效" }).waitFor();
 
+  step("customer finds the answer helpful");
+  const answer = customer.locator(".msg.bot", { has: customer.locator(".source", { hasText: "退款时效" }) }).last();
+  await answer.locator('.vote[data-vote="1"]').click();
+  await answer.locator('.vote.chosen[data-vote="1"]').waitFor();
+
   step("customer asks in English");
   await customer.fill("#text", "Which payment methods do you accept?");
   await customer.click("form#send button");

@@ -131,7 +131,8 @@ func TestLLMServer(t *testing.T) {
 	}
 	// The customer gets the answer and its sources; how the model was prompted is stored
 	// with the reply (for agents and audits), not sent to the customer.
-	if reply.Text != want || reply.Meta.LLM != nil || len(reply.Meta.Sources) != 1 || reply.Meta.Sources[0].Key != "shipping-time" {
+	if reply.Text != want || reply.Meta.LLM == nil || reply.Meta.LLM.Model != "chat-test" || len(reply.Meta.LLM.Prompt) != 0 ||
+		len(reply.Meta.Sources) != 1 || reply.Meta.Sources[0].Key != "shipping-time" {
 		t.Fatalf("reply = %+v", reply)
 	}
 	var model string
