@@ -47,8 +47,8 @@ type Config struct {
 	MaxMessageBytes int
 	// MinIntentConfidence is the confidence an intent needs to act on it (default 0.5).
 	MinIntentConfidence float64
-	// OutOfScopeAnswerScore is the knowledge score that still answers a message nlu found out
-	// of scope (default 0.85).
+	// OutOfScopeAnswerScore is the knowledge answer's confidence that still answers a message
+	// nlu found out of scope (default 0.85).
 	OutOfScopeAnswerScore float64
 	// ClarifyMargin: when the top two intents are closer than this, the bot asks which one
 	// was meant (default 0.2; negative turns it off).

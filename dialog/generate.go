@@ -87,7 +87,7 @@ func (e *Engine) willAnswer(s Session, p *plan) bool {
 	a := p.answer
 	intent := t.confident()
 	if e.trigger(intent) != nil {
-		return infoQuestion.MatchString(p.body) && a.Found && a.Score >= e.cfg.OutOfScopeAnswerScore-0.1
+		return infoQuestion.MatchString(p.body) && a.Found && a.Confidence >= e.cfg.OutOfScopeAnswerScore-0.1
 	}
 	return !smallTalk[intent] && t.answerable(a)
 }

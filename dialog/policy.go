@@ -121,7 +121,7 @@ func (e *Engine) act(ctx context.Context, tx pgx.Tx, s *Session, p *plan, res *T
 			if err != nil {
 				return err
 			}
-			if a.Found && a.Score >= e.cfg.OutOfScopeAnswerScore-0.1 {
+			if a.Found && a.Confidence >= e.cfg.OutOfScopeAnswerScore-0.1 {
 				return t.sayAnswer(a, Meta{Sources: []retrieval.Source{a.Source}, Score: a.Score,
 					QuickReplies: []string{flowTitle(fl, t.lang)}})
 			}

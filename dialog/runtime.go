@@ -103,7 +103,7 @@ func (t *turn) knowledge() (retrieval.Answer, error) {
 
 // answerable says whether the knowledge answer is good enough to give.
 func (t *turn) answerable(a retrieval.Answer) bool {
-	return a.Found && (!t.p.result.OutOfScope || a.Score >= t.e.cfg.OutOfScopeAnswerScore)
+	return a.Found && (!t.p.result.OutOfScope || a.Confidence >= t.e.cfg.OutOfScopeAnswerScore)
 }
 
 // confident is the intent of the message when the bot may act on it, else "".

@@ -168,7 +168,8 @@ type EvalResult struct {
 	RecallAt5   float64 `json:"recall@5"`
 	MRRAt10     float64 `json:"mrr@10"`
 	NDCGAt10    float64 `json:"ndcg@10"`
-	RefusalRate float64 `json:"refusal_rate"` // share of queries the bot would not answer
+	RefusalRate float64 `json:"refusal_rate"`          // share of queries the bot would not answer
+	AnswerRate  float64 `json:"answer_rate,omitempty"` // share of covered queries (with relevant ids) the bot answers
 	WrongAnswer float64 `json:"wrong_answer_rate,omitempty"`
 	P50ms       float64 `json:"search_p50_ms"`
 	P99ms       float64 `json:"search_p99_ms"`
@@ -202,6 +203,9 @@ func (s *Store) Evaluate(ctx context.Context, queries []EvalQuery, progress func
 			continue
 		}
 		covered++
+		if a.Found {
+			r.AnswerRate++
+		}
 		if a.Found && !slices.Contains(q.Relevant, a.Source.Key) {
 			r.WrongAnswer++
 		}
@@ -229,7 +233,7 @@ func (s *Store) Evaluate(ctx context.Context, queries []EvalQuery, progress func
 		}
 	}
 	if covered > 0 {
-		for _, m := range []*float64{&r.RecallAt1, &r.RecallAt5, &r.MRRAt10, &r.NDCGAt10, &r.WrongAnswer} {
+		for _, m := range []*float64{&r.RecallAt1, &r.RecallAt5, &r.MRRAt10, &r.NDCGAt10, &r.WrongAnswer, &r.AnswerRate} {
 			*m = round4(*m / float64(covered))
 		}
 	}

@@ -47,11 +47,18 @@ type keyScore struct {
 }
 
 func (s *Store) search(ctx context.Context, db querier, question, lang string, k int) ([]hit, error) {
+	ev, err := s.find(ctx, db, question, lang, k)
+	return ev.hits, err
+}
+
+// find searches and keeps what the answer decision needs besides the hits.
+func (s *Store) find(ctx context.Context, db querier, question, lang string, k int) (findings, error) {
 	const op = "retrieval.Search"
+	ev := findings{question: question}
 	o := s.opts
 	vecs, err := s.embedder.Embed(ctx, []string{question})
 	if err != nil {
-		return nil, kefu.E(op, kefu.Internal, err)
+		return ev, kefu.E(op, kefu.Internal, err)
 	}
 	// Both rankings go to PostgreSQL in one round trip, each with the entries of its topics
 	// (in lang where they have it). The dense one always runs: its cosine is the answer's
@@ -69,7 +76,7 @@ func (s *Store) search(ctx context.Context, db querier, question, lang string, k
 		if terms := termCounts(Terms(question)); len(terms) > 0 {
 			n, avg, err := s.stats.get(ctx, db)
 			if err != nil {
-				return nil, kefu.E(op, "", err)
+				return ev, kefu.E(op, "", err)
 			}
 			list := make([]string, 0, len(terms))
 			for t := range terms {
@@ -82,10 +89,10 @@ func (s *Store) search(ctx context.Context, db querier, question, lang string, k
 		}
 	}
 	if err := db.SendBatch(ctx, b).Close(); err != nil {
-		return nil, kefu.E(op, kefu.Unavailable, err)
+		return ev, kefu.E(op, kefu.Unavailable, err)
 	}
 	if err := errors.Join(denseErr, lexErr); err != nil {
-		return nil, kefu.E(op, kefu.Unavailable, err)
+		return ev, kefu.E(op, kefu.Unavailable, err)
 	}
 	cosine := map[string]float64{}
 	entries := map[string]Entry{}
@@ -132,7 +139,14 @@ func (s *Store) search(ctx context.Context, db querier, question, lang string, k
 		// in, whatever ranked it.
 		hits[i] = hit{entry: entries[r.key], score: cosine[r.key]}
 	}
-	return hits, nil
+	ev.hits = hits
+	if len(dense) > 0 {
+		ev.denseTop = dense[0].key
+	}
+	if len(lexical) > 0 {
+		ev.lexTop = lexical[0].key
+	}
+	return ev, nil
 }
 
 // lexicalSQL ranks topics by BM25 over their terms: $1 the query's terms, $2 the number of

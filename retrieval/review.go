@@ -221,11 +221,12 @@ func (s *Store) Try(ctx context.Context, question, lang, draftKey string) (Trial
 		}
 		t.Draft = cur.Version
 	}
-	hits, err := s.search(ctx, tx, question, lang, 8)
+	f, err := s.find(ctx, tx, question, lang, 8)
 	if err != nil {
 		return t, err
 	}
-	t.Answer = s.decide(hits)
+	hits := f.hits
+	t.Answer = s.decide(f)
 	for i, h := range hits {
 		t.Passages = append(t.Passages, Passage{Rank: i + 1, Key: h.entry.Key, Language: h.entry.Language, Title: h.entry.Title,
 			Question: h.entry.Question, Text: h.entry.Answer, Version: h.entry.Version, Cosine: h.score,

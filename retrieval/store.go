@@ -58,11 +58,14 @@ type Source struct {
 
 // Answer is the knowledge base's reply to a question.
 type Answer struct {
-	Found   bool     `json:"found"` // Score reached the threshold
-	Text    string   `json:"text"`
-	Score   float64  `json:"score"` // cosine similarity of the best phrasing
-	Source  Source   `json:"source"`
-	Related []string `json:"related,omitempty"` // questions of the next best entries
+	Found bool    `json:"found"` // Score reached the threshold
+	Text  string  `json:"text"`
+	Score float64 `json:"score"` // cosine similarity of the best phrasing
+	// Confidence is how sure the store is that the knowledge answers the question: the
+	// answerability model's probability, or the cosine without one.
+	Confidence float64  `json:"confidence"`
+	Source     Source   `json:"source"`
+	Related    []string `json:"related,omitempty"` // questions of the next best entries
 	// Evidence is the entries found, the answering one first: the passages a Generator
 	// words an answer from.
 	Evidence []Evidence `json:"-"`
@@ -81,6 +84,8 @@ type Store struct {
 	opts      SearchOptions
 	stats     lexStats
 	related   relatedCache
+	// answerability decides whether to answer at all; nil: the threshold on cosine alone.
+	answerability *Answerability
 	// denseQuery is the nearest-phrasings query with entries (language $3), written once: it
 	// depends only on the embedder.
 	denseQuery string
@@ -281,29 +286,42 @@ func (s *Store) AnswerTx(ctx context.Context, tx pgx.Tx, question, lang string) 
 }
 
 func (s *Store) answer(ctx context.Context, db querier, question, lang string) (Answer, error) {
-	hits, err := s.search(ctx, db, question, lang, 4)
+	f, err := s.find(ctx, db, question, lang, 4)
 	if err != nil {
 		return Answer{}, err
 	}
-	return s.decide(hits), nil
+	return s.decide(f), nil
 }
 
-// decide picks the answer among hits, best first.
-func (s *Store) decide(hits []hit) Answer {
+// decide picks the answer among what was found, or none.
+func (s *Store) decide(f findings) Answer {
+	hits := f.hits
 	if len(hits) == 0 {
 		return Answer{}
 	}
-	// The best-ranked hit whose own evidence (its best phrasing's cosine) reaches the
-	// threshold answers: the ranking may put a lexical match first, but no answer is given
-	// on weaker evidence than the threshold.
-	a := Answer{Score: hits[0].score}
-	for i, h := range hits {
-		if h.score >= s.threshold {
-			e := h.entry
-			a = Answer{Found: true, Score: h.score, Text: e.Answer,
-				Source: Source{EntryID: e.ID, Key: e.Key, Title: e.Title, Language: e.Language, Version: e.Version, Link: e.Link}}
-			hits = append(hits[:i:i], hits[i+1:]...)
-			break
+	a := Answer{Score: hits[0].score, Confidence: hits[0].score}
+	found := func(i int, confidence float64) {
+		e := hits[i].entry
+		a = Answer{Found: true, Score: hits[i].score, Confidence: confidence, Text: e.Answer,
+			Source: Source{EntryID: e.ID, Key: e.Key, Title: e.Title, Language: e.Language, Version: e.Version, Link: e.Link}}
+		hits = append(hits[:i:i], hits[i+1:]...)
+	}
+	if m := s.answerability; m != nil {
+		// The fitted decision answers with the best-ranked entry, or not at all.
+		p := m.Prob(f.features())
+		a.Confidence = p
+		if p >= m.Threshold {
+			found(0, p)
+		}
+	} else {
+		// The best-ranked hit whose own evidence (its best phrasing's cosine) reaches the
+		// threshold answers: the ranking may put a lexical match first, but no answer is
+		// given on weaker evidence than the threshold.
+		for i, h := range hits {
+			if h.score >= s.threshold {
+				found(i, h.score)
+				break
+			}
 		}
 	}
 	if a.Found {
@@ -345,3 +363,6 @@ func (s *Store) Import(ctx context.Context, actor string, entries []Entry, progr
 	_, err = s.EmbedMissing(ctx)
 	return err
 }
+
+// EmbedderID names the vector space the store searches.
+func (s *Store) EmbedderID() string { return s.embedder.EmbedderID() }

@@ -264,8 +264,7 @@ def retrieval_metrics(model, tok, args, index, queries):
     qe = embed(model, [q[0] for q in queries], tok, args)
     sims = qe @ ie.t()
     owner = torch.tensor([gid[g] for _, g in index])
-    best = torch.full((len(queries), len(names)), -2.0).scatter_reduce(
-        1, owner.unsqueeze(0).expand(len(queries), -1), sims, reduce="amax")
+    best = torch.stack([sims[:, owner == i].max(1).values for i in range(len(names))], dim=1)
     rank = best.argsort(dim=1, descending=True)
     r1 = r5 = mrr = 0.0
     for i, q in enumerate(queries):

@@ -29,12 +29,15 @@ type Config struct {
 	ClarifyMargin float64       // -clarify-margin, KEFU_CLARIFY_MARGIN
 
 	// The knowledge base's embedder (embedder.go).
-	Embedder    string // -embedder, KEFU_EMBEDDER: encoder, intent (the intent model's encoder) or openai; empty: encoder when EncoderDir exists, else intent
-	EncoderDir  string // -encoder-model, KEFU_ENCODER_DIR; empty: models/encoder
-	EmbedURL    string // -embed-url, KEFU_EMBED_URL; empty: LLMURL
-	EmbedAPIKey string // KEFU_EMBED_API_KEY (environment only); empty: LLMAPIKey
-	EmbedModel  string // -embed-model, KEFU_EMBED_MODEL
-	EmbedDims   int    // -embed-dims, KEFU_EMBED_DIMS; 0: the model's own
+	Embedder   string // -embedder, KEFU_EMBEDDER: encoder, intent (the intent model's encoder) or openai; empty: encoder when EncoderDir exists, else intent
+	EncoderDir string // -encoder-model, KEFU_ENCODER_DIR; empty: models/encoder
+	// KBAnswerability is the folder of fitted answerability models, one per embedder
+	// (-kb-answerability, KEFU_KB_ANSWERABILITY); "off" answers on the cosine threshold alone.
+	KBAnswerability string
+	EmbedURL        string // -embed-url, KEFU_EMBED_URL; empty: LLMURL
+	EmbedAPIKey     string // KEFU_EMBED_API_KEY (environment only); empty: LLMAPIKey
+	EmbedModel      string // -embed-model, KEFU_EMBED_MODEL
+	EmbedDims       int    // -embed-dims, KEFU_EMBED_DIMS; 0: the model's own
 
 	// The LLM that words knowledge answers (llm.go); off without LLMURL.
 	LLMURL       string        // -llm-url, KEFU_LLM_URL: an OpenAI-compatible base URL (…/v1)
@@ -101,6 +104,8 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RouteInterval, "route-interval", envDuration("KEFU_ROUTE_INTERVAL", 2*time.Second), "how often the router looks at the queue besides when woken")
 	c.DemoPassword = envOr("KEFU_DEMO_PASSWORD", "kefu-demo-2026")
 	fs.StringVar(&c.Embedder, "embedder", os.Getenv("KEFU_EMBEDDER"), "knowledge embedder: encoder (the sentence encoder in -encoder-model), intent (the intent model's encoder) or openai (an OpenAI-compatible endpoint); empty: encoder when -encoder-model exists, else intent")
+	fs.StringVar(&c.KBAnswerability, "kb-answerability", envOr("KEFU_KB_ANSWERABILITY", "models/answerability"),
+		"folder of answerability models (kefu kb calibrate), one per embedder; off: answer on -kb-threshold alone")
 	fs.StringVar(&c.EncoderDir, "encoder-model", envOr("KEFU_ENCODER_DIR", "models/encoder"), "sentence encoder folder for -embedder encoder")
 	fs.StringVar(&c.EmbedURL, "embed-url", os.Getenv("KEFU_EMBED_URL"), "OpenAI-compatible base URL for -embedder openai (empty: -llm-url)")
 	fs.StringVar(&c.EmbedModel, "embed-model", os.Getenv("KEFU_EMBED_MODEL"), "embedding model for -embedder openai")

@@ -56,6 +56,10 @@ func openTestBot(ctx context.Context, cfg Config, flowsDir string, maxConns int3
 		return nil, err
 	}
 	kb := retrieval.NewStore(b.db.Pool, b.embed, cfg.KBThreshold, log)
+	if err := applyAnswerability(cfg, kb, log); err != nil {
+		b.Close()
+		return nil, err
+	}
 	if _, err := kb.SeedDemo(ctx); err != nil {
 		b.Close()
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	pgxvec "github.com/pgvector/pgvector-go/pgx"
 
@@ -49,6 +50,19 @@ func openPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("database url: %w", err)
 	}
+	// Every connection registers pgvector's types, which needs the extension: a fresh
+	// database gets it first (the migrations would, but only after connecting).
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	conn, err := pgx.ConnectConfig(pctx, cfg.ConnConfig.Copy())
+	if err != nil {
+		return nil, fmt.Errorf("database: %w", err)
+	}
+	_, err = conn.Exec(pctx, "CREATE EXTENSION IF NOT EXISTS vector")
+	conn.Close(pctx)
+	if err != nil {
+		return nil, fmt.Errorf("database: the vector extension (pgvector) is needed: %w", err)
+	}
 	cfg.AfterConnect = pgxvec.RegisterTypes
 	if !strings.Contains(url, "pool_max_conns") {
 		// pgx's default (the number of cores, at least 4) is too few for turns that hold a
@@ -59,8 +73,6 @@ func openPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("database: %w", err)
 	}
-	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("database: %w", err)

@@ -40,8 +40,17 @@ func kbCmd(ctx context.Context, args []string, log *slog.Logger) error {
 			return err
 		}
 		return kbEval(ctx, cfg, *queries, *mode, *split, log)
+	case "calibrate":
+		queries := fs.String("queries", "", "JSONL questions the knowledge answers: {\"query\", \"relevant\": [ids]}")
+		unanswerable := fs.String("unanswerable", "", "JSONL questions it does not: {\"query\"} (or an empty relevant list)")
+		split := fs.String("split", "dev", "the half of each file to fit on (dev; report on test with kb eval --split test)")
+		out := fs.String("out", "", "where to write the model (default: the -kb-answerability folder, named after the embedder)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		return kbCalibrate(ctx, cfg, *queries, *unanswerable, *split, *out, log)
 	}
-	return fmt.Errorf("unknown kb command %q (want import or eval)", args[0])
+	return fmt.Errorf("unknown kb command %q (want import, eval or calibrate)", args[0])
 }
 
 // openKB opens the database and the knowledge store with the configured embedder (newEmbedder).
@@ -70,7 +79,113 @@ func openKB(ctx context.Context, cfg Config, log *slog.Logger) (*retrieval.Store
 		closeAll()
 		return nil, nil, err
 	}
-	return retrieval.NewStore(pool, embedder, cfg.KBThreshold, log), func() { closeEmbedder(embedder, model); model.Close(); closeAll() }, nil
+	kb := retrieval.NewStore(pool, embedder, cfg.KBThreshold, log)
+	if err := applyAnswerability(cfg, kb, log); err != nil {
+		closeEmbedder(embedder, model)
+		model.Close()
+		closeAll()
+		return nil, nil, err
+	}
+	return kb, func() { closeEmbedder(embedder, model); model.Close(); closeAll() }, nil
+}
+
+// applyAnswerability gives kb the answerability model fitted for its embedder, when the
+// -kb-answerability folder has one; without one the store answers on the cosine threshold.
+func applyAnswerability(cfg Config, kb *retrieval.Store, log *slog.Logger) error {
+	if cfg.KBAnswerability == "off" {
+		return nil
+	}
+	dir, err := findDir(cfg.KBAnswerability)
+	if err != nil {
+		log.Info("no answerability models: answering on the cosine threshold", "dir", cfg.KBAnswerability)
+		return nil
+	}
+	path := retrieval.AnswerabilityFile(dir, kb.EmbedderID())
+	a, err := retrieval.LoadAnswerability(path)
+	if err != nil {
+		return err
+	}
+	if a == nil {
+		log.Info("no answerability model for this embedder: answering on the cosine threshold (fit one with kefu kb calibrate)",
+			"embedder", kb.EmbedderID(), "threshold", cfg.KBThreshold)
+		return nil
+	}
+	log.Info("answerability model loaded", "file", path, "threshold", a.Threshold)
+	return kb.SetAnswerability(a)
+}
+
+func readQueries(file, split string) ([]retrieval.EvalQuery, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	qs, err := retrieval.ReadEvalQueries(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return retrieval.SplitQueries(qs, split)
+}
+
+// kbCalibrate fits the answerability model on a split of answerable and unanswerable
+// questions and writes it where kefu serve finds it for this embedder.
+func kbCalibrate(ctx context.Context, cfg Config, queries, unanswerable, split, out string, log *slog.Logger) error {
+	if queries == "" || unanswerable == "" {
+		return errors.New("kb calibrate: --queries and --unanswerable are required")
+	}
+	qs, err := readQueries(queries, split)
+	if err != nil {
+		return err
+	}
+	us, err := readQueries(unanswerable, split)
+	if err != nil {
+		return err
+	}
+	for i := range us {
+		us[i].Relevant = nil
+	}
+	cfg.KBAnswerability = "off" // the features do not depend on it; fit from scratch
+	kb, done, err := openKB(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if cfg.Demo {
+		if _, err := kb.SeedDemo(ctx); err != nil {
+			return err
+		}
+	}
+	if _, err := kb.EmbedMissing(ctx); err != nil {
+		return err
+	}
+	retrieval.WarmLexical()
+	all := append(qs, us...)
+	samples, err := kb.Samples(ctx, all, func(n int) { fmt.Fprintf(os.Stderr, "\rsearched %d/%d questions", n, len(all)) })
+	fmt.Fprintln(os.Stderr)
+	if err != nil {
+		return err
+	}
+	a, err := retrieval.FitAnswerability(kb.EmbedderID(), samples)
+	if err != nil {
+		return err
+	}
+	if out == "" {
+		dir := cfg.KBAnswerability
+		if d, err := findDir(dir); err == nil {
+			dir = d
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		out = retrieval.AnswerabilityFile(dir, kb.EmbedderID())
+	}
+	b, _ := json.MarshalIndent(a, "", "  ")
+	if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s: on the %s split, answers %.1f%% of answerable questions and refuses %.1f%% of the others at P ≥ %.2f\n",
+		out, split, 100*a.AnswerRate, 100*a.RefusalRate, a.Threshold)
+	return nil
 }
 
 func kbImport(ctx context.Context, cfg Config, file, format, lang string, log *slog.Logger) error {
@@ -119,16 +234,8 @@ func kbEval(ctx context.Context, cfg Config, file, mode, split string, log *slog
 	if file == "" {
 		return errors.New("kb eval: --queries is required")
 	}
-	f, err := os.Open(file)
+	queries, err := readQueries(file, split)
 	if err != nil {
-		return err
-	}
-	queries, err := retrieval.ReadEvalQueries(f)
-	f.Close()
-	if err != nil {
-		return fmt.Errorf("%s: %w", file, err)
-	}
-	if queries, err = retrieval.SplitQueries(queries, split); err != nil {
 		return err
 	}
 	modes := []string{mode}

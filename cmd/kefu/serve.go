@@ -120,6 +120,9 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.Log.Info("knowledge embedder ready", "embedder", m.embed.EmbedderID())
 	kb := retrieval.NewStore(pool, m.embed, cfg.KBThreshold, m.Log)
+	if err := applyAnswerability(cfg, kb, m.Log); err != nil {
+		return err
+	}
 	generator, llmURL, err := newGenerator(cfg)
 	if err != nil {
 		return err
