@@ -37,6 +37,7 @@ func (s *Server) editorRoutes(r *gin.Engine) {
 	kb.GET("/gaps", s.kbGaps)
 	kb.POST("/gaps/close", small, s.kbCloseGap)
 	kb.GET("/audit", s.kbAudit)
+	kb.GET("/status", s.kbStatus)
 	kb.POST("/import", limitBody(maxImportBody), s.kbImport)
 }
 
@@ -225,6 +226,17 @@ func (s *Server) kbCloseGap(c *gin.Context) {
 		return
 	}
 	c.Status(http.StatusNoContent)
+}
+
+// kbStatus is the embedder the knowledge base is searched with, and a change of embedder in
+// progress.
+func (s *Server) kbStatus(c *gin.Context) {
+	n, err := s.KB.Count(c.Request.Context())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"embedder": s.KB.EmbedderID(), "entries": n, "reembedding": s.KB.Reembedding()})
 }
 
 func (s *Server) kbAudit(c *gin.Context) {

@@ -129,11 +129,19 @@ func LoadAnswerability(path string) (*Answerability, error) {
 // SetAnswerability makes the store decide with a (nil: the cosine threshold alone). A model
 // fitted in another vector space is refused.
 func (s *Store) SetAnswerability(a *Answerability) error {
-	if a != nil && a.Embedder != s.embedder.EmbedderID() {
-		return kefu.Errorf("retrieval.SetAnswerability", kefu.Invalid,
-			"the answerability model was fitted for embedder %s, the store uses %s: run kefu kb calibrate", a.Embedder, s.embedder.EmbedderID())
+	sp := s.space()
+	if err := checkAnswerability(a, sp.embedder); err != nil {
+		return err
 	}
-	s.answerability = a
+	s.sp.Store(&space{embedder: sp.embedder, denseQuery: sp.denseQuery, answerability: a})
+	return nil
+}
+
+func checkAnswerability(a *Answerability, e Embedder) error {
+	if a != nil && a.Embedder != e.EmbedderID() {
+		return kefu.Errorf("retrieval.SetAnswerability", kefu.Invalid,
+			"the answerability model was fitted for embedder %s, the store uses %s: run kefu kb calibrate", a.Embedder, e.EmbedderID())
+	}
 	return nil
 }
 

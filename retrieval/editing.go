@@ -467,7 +467,7 @@ RETURNING id`
 	return s.embedEntries(ctx, tx, ids)
 }
 
-// embedEntries replaces the vectors of the entries ids with the current embedder's, in tx.
+// embedEntries replaces the vectors of the entries ids, in tx.
 func (s *Store) embedEntries(ctx context.Context, tx pgx.Tx, ids []int64) error {
 	if len(ids) == 0 {
 		return nil
@@ -498,22 +498,25 @@ func (s *Store) embedEntries(ctx context.Context, tx pgx.Tx, ids []int64) error 
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	vecs := make([][]float32, 0, len(texts))
-	for i := 0; i < len(texts); i += 64 {
-		v, err := s.embedder.Embed(ctx, texts[i:min(i+64, len(texts))])
-		if err != nil {
-			return kefu.E("retrieval.embed", kefu.Internal, err)
-		}
-		vecs = append(vecs, v...)
-	}
 	b := &pgx.Batch{}
 	b.Queue("DELETE FROM retrieval_vector WHERE entry_id = ANY($1)", ids)
-	at := 0
-	for _, t := range list {
-		for _, p := range t.phrasings {
-			b.Queue("INSERT INTO retrieval_vector (entry_id, embedder, phrasing, embedding) VALUES ($1, $2, $3, $4)",
-				t.id, s.embedder.EmbedderID(), p, pgvector.NewVector(vecs[at]))
-			at++
+	// The serving embedder's vectors, and while a re-embedding runs, its target's too.
+	for _, e := range s.embedders() {
+		vecs := make([][]float32, 0, len(texts))
+		for i := 0; i < len(texts); i += 64 {
+			v, err := e.Embed(ctx, texts[i:min(i+64, len(texts))])
+			if err != nil {
+				return kefu.E("retrieval.embed", kefu.Internal, err)
+			}
+			vecs = append(vecs, v...)
+		}
+		at := 0
+		for _, t := range list {
+			for _, p := range t.phrasings {
+				b.Queue("INSERT INTO retrieval_vector (entry_id, embedder, phrasing, embedding) VALUES ($1, $2, $3, $4)",
+					t.id, e.EmbedderID(), p, pgvector.NewVector(vecs[at]))
+				at++
+			}
 		}
 	}
 	return tx.SendBatch(ctx, b).Close()

@@ -300,3 +300,74 @@ func TestUsage(t *testing.T) {
 		t.Errorf("votes = +%d -%d, want +1 -0 (the second vote replaces the first)", list[0].Up, list[0].Down)
 	}
 }
+
+// renamed is an embedder under another name (a new version of a model, say), slowed down so
+// that a re-embedding takes long enough to be searched during.
+type renamed struct {
+	retrieval.Embedder
+	id    string
+	delay time.Duration
+}
+
+func (r renamed) EmbedderID() string { return r.id }
+func (r renamed) Dim() int           { return r.Embedder.(interface{ Dim() int }).Dim() }
+func (r renamed) Embed(ctx context.Context, texts []string) ([][]float32, error) {
+	if len(texts) > 1 {
+		time.Sleep(r.delay)
+	}
+	return r.Embedder.Embed(ctx, texts)
+}
+
+// TestReembedWithoutDowntime: while the store moves to a new embedder, every question is still
+// answered, an entry published meanwhile is answered after the switch, and the old vectors go.
+func TestReembedWithoutDowntime(t *testing.T) {
+	t.Parallel()
+	enc := encoder(t)
+	pool := pgtest.Schema(t, retrieval.Migrations())
+	kb := retrieval.NewStore(pool, enc, retrieval.DefaultThreshold, slog.New(slog.NewTextHandler(t.Output(), nil)))
+	ctx := t.Context()
+	if _, err := kb.SeedDemo(ctx); err != nil {
+		t.Fatal(err)
+	}
+	next := renamed{Embedder: enc, id: enc.EmbedderID() + "-next", delay: 30 * time.Millisecond}
+	done := make(chan error, 1)
+	go func() { done <- kb.Reembed(ctx, next, nil) }()
+	asked, published := 0, false
+	for running := true; running; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			running = false
+		default:
+		}
+		a, err := kb.Answer(ctx, "退款多久到账？", "zh")
+		if err != nil || !a.Found || a.Source.Key != "refund-time" {
+			t.Fatalf("during the re-embedding (after %d questions): %+v, %v", asked, a.Source, err)
+		}
+		asked++
+		if !published && asked == 3 {
+			published = true
+			_, err := kb.SaveDraft(ctx, "ed", retrieval.Draft{Key: "vinyl-care", Language: "zh", Question: "黑胶唱片怎么保养？",
+				Answer: "黑胶唱片请竖放保存，避免阳光直射，用防静电刷清洁。"})
+			if err == nil {
+				_, err = kb.Publish(ctx, "ed", "vinyl-care", "zh")
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if st := kb.Reembedding(); st == nil || !st.Finished || st.Error != "" || st.Done != st.Total || kb.EmbedderID() != next.id {
+		t.Fatalf("status %+v, serving %s", st, kb.EmbedderID())
+	}
+	cov, total, err := kb.Coverage(ctx)
+	if err != nil || len(cov) != 1 || cov[next.id] != total {
+		t.Fatalf("coverage %v of %d, %v: want every entry in the new space only", cov, total, err)
+	}
+	if a, _ := kb.Answer(ctx, "黑胶唱片怎么保养", "zh"); !a.Found || a.Source.Key != "vinyl-care" {
+		t.Fatalf("the entry published during the re-embedding: %+v", a.Source)
+	}
+	t.Logf("%d questions answered while re-embedding", asked)
+}

@@ -56,7 +56,8 @@ func (s *Store) find(ctx context.Context, db querier, question, lang string, k i
 	const op = "retrieval.Search"
 	ev := findings{question: question}
 	o := s.opts
-	vecs, err := s.embedder.Embed(ctx, []string{question})
+	sp := s.space()
+	vecs, err := sp.embedder.Embed(ctx, []string{question})
 	if err != nil {
 		return ev, kefu.E(op, kefu.Internal, err)
 	}
@@ -68,7 +69,7 @@ func (s *Store) find(ctx context.Context, db querier, question, lang string, k i
 	b.Queue(`SELECT set_config('hnsw.ef_search', $1, false)`, fmt.Sprint(max(40, o.Candidates*4)))
 	var dense, lexical []rankedEntry
 	var denseErr, lexErr error
-	b.Queue(s.denseQuery, pgvector.NewVector(vecs[0]), o.Candidates*4, lang).Query(func(rows pgx.Rows) error {
+	b.Queue(sp.denseQuery, pgvector.NewVector(vecs[0]), o.Candidates*4, lang).Query(func(rows pgx.Rows) error {
 		dense, denseErr = collectRanked(rows, o.Candidates)
 		return nil
 	})
@@ -300,10 +301,10 @@ func (l *lexStats) get(ctx context.Context, db querier) (int, float64, error) {
 // to match the embedder's HNSW index (ensureIndex): the same cast expression and the same
 // predicate, with the embedder's id as a literal, which the planner needs to use a partial
 // index. $1 is the query vector, $2 the number of phrasings.
-func (s *Store) denseSQL() string {
-	id := "'" + strings.ReplaceAll(s.embedder.EmbedderID(), "'", "''") + "'"
+func denseSQL(e Embedder) string {
+	id := "'" + strings.ReplaceAll(e.EmbedderID(), "'", "''") + "'"
 	vec := "v.embedding"
-	if d := embedderDim(s.embedder); d > 0 {
+	if d := embedderDim(e); d > 0 {
 		vec = fmt.Sprintf("(v.embedding::vector(%d))", d)
 	}
 	return `
@@ -326,17 +327,17 @@ func embedderDim(e Embedder) int {
 	return 0
 }
 
-// ensureIndex creates the HNSW index (cosine) of the current embedder's vectors: a partial
+// ensureIndex creates the HNSW index (cosine) of e's vectors: a partial
 // index on the vectors cast to the embedder's dimension, since the column holds vectors of
 // every embedder, of any dimension. Old embedders' indexes stay until their vectors go.
-func (s *Store) ensureIndex(ctx context.Context) error {
-	d := embedderDim(s.embedder)
+func (s *Store) ensureIndex(ctx context.Context, e Embedder) error {
+	d := embedderDim(e)
 	if d == 0 {
 		return nil // exact search
 	}
-	sum := sha256.Sum256([]byte(s.embedder.EmbedderID()))
+	sum := sha256.Sum256([]byte(e.EmbedderID()))
 	name := fmt.Sprintf("retrieval_vector_hnsw_%x", sum[:6])
-	id := "'" + strings.ReplaceAll(s.embedder.EmbedderID(), "'", "''") + "'"
+	id := "'" + strings.ReplaceAll(e.EmbedderID(), "'", "''") + "'"
 	q := fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON retrieval_vector USING hnsw ((embedding::vector(%d)) vector_cosine_ops) WHERE embedder = %s`,
 		name, d, id)
 	if _, err := s.pool.Exec(ctx, q); err != nil {

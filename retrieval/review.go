@@ -368,8 +368,9 @@ ORDER BY at DESC LIMIT 2000`, days)
 		texts[i] = w.text
 	}
 	var vecs [][]float32
+	e := s.space().embedder
 	for i := 0; i < len(texts); i += 64 {
-		v, err := s.embedder.Embed(ctx, texts[i:min(i+64, len(texts))])
+		v, err := e.Embed(ctx, texts[i:min(i+64, len(texts))])
 		if err != nil {
 			return nil, kefu.E(op, kefu.Internal, err)
 		}

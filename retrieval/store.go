@@ -5,7 +5,7 @@ import (
 	"embed"
 	"io/fs"
 	"log/slog"
-	"slices"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -77,25 +77,41 @@ const DefaultThreshold = 0.6
 
 // Store is the knowledge base in PostgreSQL.
 type Store struct {
-	pool      *pgxpool.Pool
-	embedder  Embedder
+	pool *pgxpool.Pool
+	// sp is the vector space the store serves from; Reembed swaps it once a new one is
+	// complete.
+	sp        atomic.Pointer[space]
+	reembed   atomic.Pointer[ReembedStatus]
+	target    reembedTarget
 	threshold float64
 	log       *slog.Logger
 	opts      SearchOptions
 	stats     lexStats
 	related   relatedCache
+}
+
+// space is an embedder with what depends on it.
+type space struct {
+	embedder Embedder
+	// denseQuery is the nearest-phrasings query with entries (language $3), written once per
+	// embedder.
+	denseQuery string
 	// answerability decides whether to answer at all; nil: the threshold on cosine alone.
 	answerability *Answerability
-	// denseQuery is the nearest-phrasings query with entries (language $3), written once: it
-	// depends only on the embedder.
-	denseQuery string
 }
+
+func newSpace(e Embedder, a *Answerability) *space {
+	return &space{embedder: e, denseQuery: withEntries(denseSQL(e), 3), answerability: a}
+}
+
+// space is what the store serves from now.
+func (s *Store) space() *space { return s.sp.Load() }
 
 // NewStore returns a store that answers when the best phrasing's cosine similarity reaches
 // threshold.
 func NewStore(pool *pgxpool.Pool, e Embedder, threshold float64, log *slog.Logger) *Store {
-	s := &Store{pool: pool, embedder: e, threshold: threshold, log: log.With("component", "retrieval"), opts: DefaultSearch}
-	s.denseQuery = withEntries(s.denseSQL(), 3)
+	s := &Store{pool: pool, threshold: threshold, log: log.With("component", "retrieval"), opts: DefaultSearch}
+	s.sp.Store(newSpace(e, nil))
 	return s
 }
 
@@ -171,21 +187,28 @@ func nonNil(s []string) []string {
 	return s
 }
 
-// EmbedMissing embeds every entry that has no vectors from the current embedder, and drops
-// vectors of other embedders for it. It returns how many entries it embedded.
+// EmbedMissing embeds every entry that has no vectors from the current embedder. It returns
+// how many entries it embedded.
 func (s *Store) EmbedMissing(ctx context.Context) (int, error) {
+	return s.embedMissing(ctx, s.space().embedder, nil)
+}
+
+// embedMissing embeds, with e, every entry that has no vectors of e (replacing only e's
+// vectors: others keep serving until they are dropped), calling progress with the number
+// done and the total.
+func (s *Store) embedMissing(ctx context.Context, e Embedder, progress func(done, total int)) (int, error) {
 	const op = "retrieval.EmbedMissing"
 	if err := s.indexMissingLexical(ctx); err != nil {
 		return 0, err
 	}
-	if err := s.ensureIndex(ctx); err != nil {
+	if err := s.ensureIndex(ctx, e); err != nil {
 		return 0, err
 	}
 	const q = `
-SELECT id, title, question, alternates FROM retrieval_entry e
-WHERE NOT EXISTS (SELECT 1 FROM retrieval_vector v WHERE v.entry_id = e.id AND v.embedder = $1)
+SELECT id, kind, title, question, alternates, answer FROM retrieval_entry x
+WHERE NOT EXISTS (SELECT 1 FROM retrieval_vector v WHERE v.entry_id = x.id AND v.embedder = $1)
 ORDER BY id`
-	rows, err := s.pool.Query(ctx, q, s.embedder.EmbedderID())
+	rows, err := s.pool.Query(ctx, q, e.EmbedderID())
 	if err != nil {
 		return 0, kefu.E(op, kefu.Unavailable, err)
 	}
@@ -196,19 +219,13 @@ ORDER BY id`
 	var list []todo
 	for rows.Next() {
 		var id int64
-		var title, question string
+		var kind, title, question, answer string
 		var alts []string
-		if err := rows.Scan(&id, &title, &question, &alts); err != nil {
+		if err := rows.Scan(&id, &kind, &title, &question, &alts, &answer); err != nil {
 			rows.Close()
 			return 0, kefu.E(op, kefu.Unavailable, err)
 		}
-		ph := []string{question}
-		for _, p := range append([]string{title}, alts...) {
-			if p != "" && !slices.Contains(ph, p) {
-				ph = append(ph, p)
-			}
-		}
-		list = append(list, todo{id, ph})
+		list = append(list, todo{id, phrasings(kind, title, question, alts, answer)})
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
@@ -216,23 +233,24 @@ ORDER BY id`
 	}
 	// Entries are embedded several at a time (up to 64 phrasings a model run), and written
 	// one batch per group.
+	id := e.EmbedderID()
 	for i := 0; i < len(list); {
 		j, texts := i, []string(nil)
 		for j < len(list) && (len(texts) == 0 || len(texts)+len(list[j].phrasings) <= 64) {
 			texts = append(texts, list[j].phrasings...)
 			j++
 		}
-		vecs, err := s.embedder.Embed(ctx, texts)
+		vecs, err := e.Embed(ctx, texts)
 		if err != nil {
 			return i, kefu.E(op, kefu.Internal, err)
 		}
 		batch := &pgx.Batch{}
 		at := 0
 		for _, t := range list[i:j] {
-			batch.Queue("DELETE FROM retrieval_vector WHERE entry_id = $1", t.id)
+			batch.Queue("DELETE FROM retrieval_vector WHERE entry_id = $1 AND embedder = $2", t.id, id)
 			for _, p := range t.phrasings {
 				batch.Queue("INSERT INTO retrieval_vector (entry_id, embedder, phrasing, embedding) VALUES ($1, $2, $3, $4)",
-					t.id, s.embedder.EmbedderID(), p, pgvector.NewVector(vecs[at]))
+					t.id, id, p, pgvector.NewVector(vecs[at]))
 				at++
 			}
 		}
@@ -240,9 +258,12 @@ ORDER BY id`
 			return i, kefu.E(op, kefu.Unavailable, err)
 		}
 		i = j
+		if progress != nil {
+			progress(i, len(list))
+		}
 	}
 	if len(list) > 0 {
-		s.log.InfoContext(ctx, "embedded knowledge entries", "entries", len(list), "embedder", s.embedder.EmbedderID())
+		s.log.InfoContext(ctx, "embedded knowledge entries", "entries", len(list), "embedder", id)
 	}
 	return len(list), nil
 }
@@ -306,7 +327,7 @@ func (s *Store) decide(f findings) Answer {
 			Source: Source{EntryID: e.ID, Key: e.Key, Title: e.Title, Language: e.Language, Version: e.Version, Link: e.Link}}
 		hits = append(hits[:i:i], hits[i+1:]...)
 	}
-	if m := s.answerability; m != nil {
+	if m := s.space().answerability; m != nil {
 		// The fitted decision answers with the best-ranked entry, or not at all.
 		p := m.Prob(f.features())
 		a.Confidence = p
@@ -365,4 +386,4 @@ func (s *Store) Import(ctx context.Context, actor string, entries []Entry, progr
 }
 
 // EmbedderID names the vector space the store searches.
-func (s *Store) EmbedderID() string { return s.embedder.EmbedderID() }
+func (s *Store) EmbedderID() string { return s.space().embedder.EmbedderID() }

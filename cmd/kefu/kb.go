@@ -92,26 +92,35 @@ func openKB(ctx context.Context, cfg Config, log *slog.Logger) (*retrieval.Store
 // applyAnswerability gives kb the answerability model fitted for its embedder, when the
 // -kb-answerability folder has one; without one the store answers on the cosine threshold.
 func applyAnswerability(cfg Config, kb *retrieval.Store, log *slog.Logger) error {
+	a, err := answerabilityFor(cfg, kb.EmbedderID(), log)
+	if err != nil || a == nil {
+		return err
+	}
+	return kb.SetAnswerability(a)
+}
+
+// answerabilityFor is the answerability model fitted for embedder, or nil.
+func answerabilityFor(cfg Config, embedder string, log *slog.Logger) (*retrieval.Answerability, error) {
 	if cfg.KBAnswerability == "off" {
-		return nil
+		return nil, nil
 	}
 	dir, err := findDir(cfg.KBAnswerability)
 	if err != nil {
 		log.Info("no answerability models: answering on the cosine threshold", "dir", cfg.KBAnswerability)
-		return nil
+		return nil, nil
 	}
-	path := retrieval.AnswerabilityFile(dir, kb.EmbedderID())
+	path := retrieval.AnswerabilityFile(dir, embedder)
 	a, err := retrieval.LoadAnswerability(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if a == nil {
 		log.Info("no answerability model for this embedder: answering on the cosine threshold (fit one with kefu kb calibrate)",
-			"embedder", kb.EmbedderID(), "threshold", cfg.KBThreshold)
-		return nil
+			"embedder", embedder, "threshold", cfg.KBThreshold)
+		return nil, nil
 	}
 	log.Info("answerability model loaded", "file", path, "threshold", a.Threshold)
-	return kb.SetAnswerability(a)
+	return a, nil
 }
 
 func readQueries(file, split string) ([]retrieval.EvalQuery, error) {

@@ -149,7 +149,8 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	if _, err := kb.EmbedMissing(ctx); err != nil { // a new model re-embeds the knowledge base
+	kb, reembed, err := m.knowledgeSpace(ctx, kb)
+	if err != nil {
 		return err
 	}
 
@@ -196,8 +197,43 @@ func (m *Main) Run(ctx context.Context) error {
 	m.wg.Go(func() { queue.Run(loops, cfg.RouteInterval, engine.Assigned, m.server.OnAssigned) })
 	m.wg.Go(func() { m.sweep(loops, engine, cfg.SweepInterval) })
 	m.wg.Go(func() { usage.Run(loops, time.Second) })
+	if reembed != nil {
+		m.wg.Go(func() {
+			if err := reembed(loops); err != nil && loops.Err() == nil {
+				m.Log.Error("re-embedding the knowledge base failed: still serving from the old vectors", "err", err)
+			}
+		})
+	}
 	m.Log.Info("listening", "url", m.URL)
 	return nil
+}
+
+// knowledgeSpace makes sure the knowledge base can be searched by its embedder. When the
+// configured embedder is new to the database and the intent model's vectors cover every
+// entry (the embedder a knowledge base had before the sentence encoder), the store serves
+// from those while the new vectors are made in the background (reembed, run once serving);
+// otherwise the missing vectors are made now.
+func (m *Main) knowledgeSpace(ctx context.Context, kb *retrieval.Store) (*retrieval.Store, func(context.Context) error, error) {
+	cov, total, err := kb.Coverage(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	want, old := m.embed.EmbedderID(), m.model.EmbedderID()
+	if total == 0 || cov[want] == total || want == old || cov[old] < total {
+		_, err := kb.EmbedMissing(ctx) // without vectors to serve from meanwhile: now
+		return kb, nil, err
+	}
+	a, err := answerabilityFor(m.Config, want, m.Log)
+	if err != nil {
+		return nil, nil, err
+	}
+	serving := retrieval.NewStore(m.pool, m.model, m.Config.KBThreshold, m.Log)
+	if err := applyAnswerability(m.Config, serving, m.Log); err != nil {
+		return nil, nil, err
+	}
+	m.Log.Info("new knowledge embedder: serving from the old vectors while the new ones are made",
+		"old", old, "new", want, "entries", total, "embedded", cov[want])
+	return serving, func(ctx context.Context) error { return serving.Reembed(ctx, m.embed, a) }, nil
 }
 
 // sweep reminds idle customers and closes idle conversations until ctx ends.
