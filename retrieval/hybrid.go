@@ -32,6 +32,16 @@ type SearchOptions struct {
 	Candidates  int     // how many keys each method proposes
 	BM25K1      float64
 	BM25B       float64
+	// Fallback is the language an entry is given in when it has none in the customer's
+	// (default English).
+	Fallback string
+}
+
+func (o SearchOptions) fallback() string {
+	if o.Fallback == "" {
+		return "en"
+	}
+	return o.Fallback
 }
 
 // DefaultSearch is hybrid with equal weights and the usual constants.
@@ -69,7 +79,7 @@ func (s *Store) find(ctx context.Context, db querier, question, lang string, k i
 	b.Queue(`SELECT set_config('hnsw.ef_search', $1, false)`, fmt.Sprint(max(40, o.Candidates*4)))
 	var dense, lexical []rankedEntry
 	var denseErr, lexErr error
-	b.Queue(sp.denseQuery, pgvector.NewVector(vecs[0]), o.Candidates*4, lang).Query(func(rows pgx.Rows) error {
+	b.Queue(sp.denseQuery, pgvector.NewVector(vecs[0]), o.Candidates*4, lang, o.fallback()).Query(func(rows pgx.Rows) error {
 		dense, denseErr = collectRanked(rows, o.Candidates)
 		return nil
 	})
@@ -83,7 +93,7 @@ func (s *Store) find(ctx context.Context, db querier, question, lang string, k i
 			for t := range terms {
 				list = append(list, t)
 			}
-			b.Queue(lexicalQuery, list, float64(n), avg, o.BM25K1, o.BM25B, o.Candidates, lang).Query(func(rows pgx.Rows) error {
+			b.Queue(lexicalQuery, list, float64(n), avg, o.BM25K1, o.BM25B, o.Candidates, lang, o.fallback()).Query(func(rows pgx.Rows) error {
 				lexical, lexErr = collectRanked(rows, o.Candidates)
 				return nil
 			})
@@ -171,16 +181,17 @@ GROUP BY e.key ORDER BY score DESC, e.key LIMIT $6`
 var lexicalQuery = withEntries(lexicalSQL, 7)
 
 // withEntries wraps a query of (key, score) rows so that each row also carries the topic's
-// entry in the language given as parameter $langParam (else English, else any).
+// entry in the language given as parameter $langParam, else in the fallback language (the
+// next parameter), else in any.
 func withEntries(rankSQL string, langParam int) string {
 	return fmt.Sprintf(`
 WITH ranked AS (%s)
 SELECT r.key, r.score, e.id, e.language, e.title, e.question, e.alternates, e.answer, e.link, e.version
 FROM ranked r CROSS JOIN LATERAL (
     SELECT * FROM retrieval_entry x WHERE x.key = r.key
-    ORDER BY (x.language = $%d) DESC, (x.language = 'en') DESC, x.language LIMIT 1
+    ORDER BY (x.language = $%d) DESC, (x.language = $%d) DESC, x.language LIMIT 1
 ) e
-ORDER BY r.score DESC, r.key`, rankSQL, langParam)
+ORDER BY r.score DESC, r.key`, rankSQL, langParam, langParam+1)
 }
 
 // rankedEntry is a topic a method ranked, with its entry.

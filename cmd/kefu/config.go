@@ -34,6 +34,7 @@ type Config struct {
 	// KBAnswerability is the folder of fitted answerability models, one per embedder
 	// (-kb-answerability, KEFU_KB_ANSWERABILITY); "off" answers on the cosine threshold alone.
 	KBAnswerability string
+	KBFallback      string // -kb-fallback-language, KEFU_KB_FALLBACK_LANGUAGE: an entry's language when it has none in the customer's
 	EmbedURL        string // -embed-url, KEFU_EMBED_URL; empty: LLMURL
 	EmbedAPIKey     string // KEFU_EMBED_API_KEY (environment only); empty: LLMAPIKey
 	EmbedModel      string // -embed-model, KEFU_EMBED_MODEL
@@ -104,6 +105,8 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RouteInterval, "route-interval", envDuration("KEFU_ROUTE_INTERVAL", 2*time.Second), "how often the router looks at the queue besides when woken")
 	c.DemoPassword = envOr("KEFU_DEMO_PASSWORD", "kefu-demo-2026")
 	fs.StringVar(&c.Embedder, "embedder", os.Getenv("KEFU_EMBEDDER"), "knowledge embedder: encoder (the sentence encoder in -encoder-model), intent (the intent model's encoder) or openai (an OpenAI-compatible endpoint); empty: encoder when -encoder-model exists, else intent")
+	fs.StringVar(&c.KBFallback, "kb-fallback-language", envOr("KEFU_KB_FALLBACK_LANGUAGE", "en"),
+		"the language an answer is given in when the entry has none in the customer's")
 	fs.StringVar(&c.KBAnswerability, "kb-answerability", envOr("KEFU_KB_ANSWERABILITY", "models/answerability"),
 		"folder of answerability models (kefu kb calibrate), one per embedder; off: answer on -kb-threshold alone")
 	fs.StringVar(&c.EncoderDir, "encoder-model", envOr("KEFU_ENCODER_DIR", "models/encoder"), "sentence encoder folder for -embedder encoder")
