@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"unicode"
@@ -356,11 +357,269 @@ func cleanText(s string) string {
 // HTML comments, images and link targets are dropped; link text and bare URLs are kept.
 func (b *builder) markdown(off int) {
 	off += frontMatterLen(b.src[off:])
-	src := b.src[off:]
+	src, runs := tameMarkdown(b.src[off:])
 	md := goldmark.New(goldmark.WithExtensions(extension.Table, extension.Strikethrough, extension.TaskList))
 	doc := md.Parser().Parse(gmtext.NewReader(src))
-	w := &mdWalker{b: b, src: src, off: off}
+	w := &mdWalker{b: b, src: src, off: off, runs: runs}
 	w.blocks(doc)
+}
+
+// goldmark's parser takes time quadratic in a few things that no real document has much of:
+// container markers opening one line (> > > …), leading indentation, unmatched code spans,
+// emphasis delimiters and link destinations within one paragraph. tameMarkdown bounds them, so
+// a hostile 5 MiB document parses in seconds, not hours; a document within these limits is
+// returned as it is.
+const (
+	mdMaxMarkers   = 16       // container markers at the start of a line
+	mdMaxIndent    = 64       // bytes of leading white space
+	mdMaxParagraph = 16 << 10 // bytes of a run of non-blank lines, or of one line
+	mdMaxDelims    = 200      // emphasis delimiters (* _ ~) in a paragraph (or a table row)
+	mdMaxLinkScan  = 64 << 10 // bytes goldmark may scan for link destinations in a paragraph
+	mdMaxLinkDest  = 2048     // bytes one link destination may run on without a space
+)
+
+// run is a stretch of the tamed Markdown copied from the source: out[o:o+n] = src[s:s+n].
+type run struct{ out, src, n int }
+
+// tamer rewrites Markdown for tameMarkdown, remembering where each byte came from.
+type tamer struct {
+	src, out []byte
+	runs     []run
+	changed  bool
+	// per paragraph
+	para, delims, linkScan int
+	header, delimRow       []byte // of the table being read: repeated when it is split
+}
+
+func (t *tamer) copy(from, to int) {
+	if to <= from {
+		return
+	}
+	if n := len(t.runs); n > 0 && t.runs[n-1].src+t.runs[n-1].n == from && t.runs[n-1].out+t.runs[n-1].n == len(t.out) {
+		t.runs[n-1].n += to - from
+	} else {
+		t.runs = append(t.runs, run{out: len(t.out), src: from, n: to - from})
+	}
+	t.out = append(t.out, t.src[from:to]...)
+}
+
+func (t *tamer) insert(s string) {
+	t.out = append(t.out, s...)
+	t.changed = true
+}
+
+// breakParagraph ends the paragraph with a blank line (inside its block quotes) before the
+// current line, or in the middle of it; a table goes on under its header again.
+func (t *tamer) breakParagraph(prefix []byte, midLine bool) {
+	cont := bytes.Map(func(r rune) rune { // the same containers, continued: list markers become spaces
+		if r == '>' || r == ' ' || r == '\t' {
+			return r
+		}
+		return ' '
+	}, prefix)
+	quotes := cont[:bytes.LastIndexByte(cont, '>')+1]
+	if midLine {
+		t.insert("\n")
+	}
+	t.insert(string(quotes) + "\n")
+	if t.header != nil {
+		t.insert(string(cont) + string(t.header) + "\n" + string(cont) + string(t.delimRow) + "\n")
+	}
+	if midLine {
+		t.insert(string(cont))
+	}
+	t.para, t.delims, t.linkScan = 0, 0, 0
+}
+
+// tameMarkdown returns src, or a rewrite of it within the limits above and the runs that map
+// the rewrite back to src.
+func tameMarkdown(src []byte) ([]byte, []run) {
+	t := &tamer{src: src, out: make([]byte, 0, len(src))}
+	var (
+		fenceChar byte
+		fenceLen  int
+		prev      []byte // the previous line's content, a table's header if a delimiter row follows
+	)
+	for ls := 0; ls < len(src); {
+		le, next := len(src), len(src)
+		if j := bytes.IndexByte(src[ls:], '\n'); j >= 0 {
+			le, next = ls+j, ls+j+1
+		}
+		line := src[ls:le]
+		switch {
+		case fenceLen > 0: // code: goldmark does not parse inside
+			if c, n := fence(line); c == fenceChar && n >= fenceLen && len(bytes.TrimSpace(line[leadingSpaces(line)+n:])) == 0 {
+				fenceLen = 0
+			}
+			t.copy(ls, next)
+		case len(bytes.TrimSpace(line)) == 0:
+			t.para, t.delims, t.linkScan, t.header, prev = 0, 0, 0, nil, nil
+			t.copy(ls, next)
+		default:
+			end, keep := containerPrefix(line)
+			content := line[end:]
+			if end == leadingSpaces(line) && end <= 3 {
+				if c, n := fence(line); n > 0 && (c == '~' || !bytes.ContainsRune(line[end+n:], '`')) {
+					fenceChar, fenceLen = c, n
+					t.para, t.delims, t.linkScan, t.header, prev = 0, 0, 0, nil, nil
+					t.copy(ls, next)
+					break
+				}
+			}
+			if t.para > 0 && prev != nil && bytes.IndexByte(content, '|') >= 0 && tableDelimiterRow.Match(content) {
+				t.header, t.delimRow = prev, slices.Clone(content)
+			}
+			if t.para > 0 && t.para+len(line) > mdMaxParagraph {
+				t.breakParagraph(line[:keep], false)
+			}
+			t.para += len(line) + 1
+			if t.header != nil {
+				t.delims = 0 // a table's cells are parsed one by one
+			}
+			t.copy(ls, ls+keep)
+			if keep < end {
+				t.changed = true // markers or indentation dropped
+			}
+			t.content(ls+end, le, line[:keep])
+			t.copy(le, next)
+			prev = content
+		}
+		ls = next
+	}
+	if !t.changed {
+		return src, nil
+	}
+	return t.out, t.runs
+}
+
+var tableDelimiterRow = regexp.MustCompile(`^\|?[ \t]*:?-+:?[ \t]*(\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$`)
+
+// content copies the inline part of a line, escaping emphasis delimiters past mdMaxDelims and
+// link destinations past the scan budget, and breaking a line longer than mdMaxParagraph.
+func (t *tamer) content(from, to int, prefix []byte) {
+	src := t.src
+	done, lineBytes := from, 0
+	escaped := false
+	ws, gt := from, from // the next white space and '>' at or after a position (monotone)
+	for i := from; i < to; i++ {
+		c := src[i]
+		if lineBytes >= mdMaxParagraph-1024 && c == ' ' || lineBytes >= mdMaxParagraph && utf8.RuneStart(c) {
+			t.copy(done, i)
+			done = i
+			t.breakParagraph(prefix, true)
+			t.para, lineBytes = to-i, 0
+		}
+		lineBytes++
+		if escaped {
+			escaped = false
+			continue
+		}
+		switch c {
+		case '\\':
+			escaped = true
+		case '*', '_', '~':
+			if t.delims++; t.delims > mdMaxDelims {
+				t.copy(done, i)
+				done = i
+				t.insert("\\")
+			}
+		case ']':
+			if i+1 >= to || src[i+1] != '(' {
+				continue
+			}
+			var d int
+			if i+2 < to && src[i+2] == '<' {
+				for gt = max(gt, i+3); gt < to && src[gt] != '>'; gt++ {
+				}
+				d = gt - i
+			} else {
+				for ws = max(ws, i+2); ws < to && !isSpaceByte(src[ws]); ws++ {
+				}
+				d = ws - i
+			}
+			if t.linkScan += d; d > mdMaxLinkDest || t.linkScan > mdMaxLinkScan {
+				t.copy(done, i+1)
+				done = i + 1
+				t.insert("\\") // ]\( is no link
+			}
+		}
+	}
+	t.copy(done, to)
+}
+
+// containerPrefix returns the end of a line's block-quote and list markers and their white
+// space, and how much of that to keep: all of it unless there are more than mdMaxMarkers
+// markers or mdMaxIndent bytes of white space.
+func containerPrefix(line []byte) (end, keep int) {
+	markers, spaces := 0, 0
+	keep = -1
+	i := 0
+	for i < len(line) {
+		switch c := line[i]; {
+		case c == ' ' || c == '\t':
+			spaces++
+			i++
+			if spaces > mdMaxIndent && keep < 0 {
+				keep = i - 1
+			}
+			continue
+		case c == '>':
+			i++
+		case (c == '-' || c == '*' || c == '+') && i+1 < len(line) && (line[i+1] == ' ' || line[i+1] == '\t'):
+			i++
+		case c >= '0' && c <= '9':
+			j := i
+			for j < len(line) && j-i < 9 && line[j] >= '0' && line[j] <= '9' {
+				j++
+			}
+			if j+1 < len(line) && (line[j] == '.' || line[j] == ')') && (line[j+1] == ' ' || line[j+1] == '\t') {
+				i = j + 1
+			} else {
+				return i, keepOr(keep, i)
+			}
+		default:
+			return i, keepOr(keep, i)
+		}
+		if markers++; markers > mdMaxMarkers && keep < 0 {
+			keep = i - 1
+			for keep > 0 && line[keep] != ' ' && line[keep] != '\t' && line[keep] != '>' {
+				keep--
+			}
+		}
+	}
+	return i, keepOr(keep, i)
+}
+
+func keepOr(keep, end int) int {
+	if keep < 0 {
+		return end
+	}
+	return keep
+}
+
+func leadingSpaces(line []byte) int {
+	i := 0
+	for i < len(line) && line[i] == ' ' {
+		i++
+	}
+	return i
+}
+
+// fence returns the character and length of a code fence opening line (after up to three
+// spaces), or 0.
+func fence(line []byte) (byte, int) {
+	i := leadingSpaces(line)
+	if i > 3 || i >= len(line) || line[i] != '`' && line[i] != '~' {
+		return 0, 0
+	}
+	c, n := line[i], 0
+	for i+n < len(line) && line[i+n] == c {
+		n++
+	}
+	if n < 3 {
+		return 0, 0
+	}
+	return c, n
 }
 
 // frontMatterLen returns the length of the YAML (---) or TOML (+++) front matter that opens
@@ -405,9 +664,31 @@ func frontMatterLen(src []byte) int {
 var frontMatterKey = regexp.MustCompile(`^(#|[\w"'.-]+\s*[:=]|\[)`)
 
 type mdWalker struct {
-	b   *builder
-	src []byte // the Markdown after any front matter
-	off int    // where src starts in the document
+	b    *builder
+	src  []byte // the Markdown after any front matter, tamed
+	off  int    // where the Markdown starts in the document
+	runs []run  // where the tamed Markdown came from, or nil: it is the source
+}
+
+// pos maps an offset in w.src to one in the document; end: o ends a span (it maps the byte
+// before o).
+func (w *mdWalker) pos(o int, end bool) int {
+	if w.runs == nil {
+		return o + w.off
+	}
+	if end && o > 0 {
+		o--
+	}
+	r := w.runs[max(0, sort.Search(len(w.runs), func(i int) bool { return w.runs[i].out > o })-1)]
+	switch {
+	case o < r.out:
+		return r.src + w.off
+	case o >= r.out+r.n: // an inserted byte: the end of the run before it
+		return r.src + r.n + w.off
+	case end:
+		return r.src + o - r.out + 1 + w.off
+	}
+	return r.src + o - r.out + w.off
 }
 
 // blocks turns the block children of n into headings and units.
@@ -580,7 +861,7 @@ func (w *mdWalker) span(n ast.Node) (int, int) {
 	for start < end && isSpaceByte(w.src[start]) {
 		start++
 	}
-	return start + w.off, end + w.off
+	return w.pos(start, false), w.pos(end, true)
 }
 
 func isSpaceByte(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
@@ -606,7 +887,11 @@ func (w *mdWalker) htmlBlock(n *ast.HTMLBlock) ([]byte, int) {
 	if base < 0 {
 		return raw, -1
 	}
-	return raw, base + w.off
+	start, end := w.pos(base, false), w.pos(next, true)
+	if end-start != len(raw) || !bytes.Equal(w.b.src[start:end], raw) {
+		return raw, -1
+	}
+	return raw, start
 }
 
 // ---- HTML ----

@@ -61,7 +61,7 @@ func TestEvaluateDemo(t *testing.T) {
 	t.Cleanup(func() { model.Close() })
 	pool := pgtest.Schema(t, retrieval.Migrations())
 	kb := retrieval.NewStore(pool, model, retrieval.DefaultThreshold, slog.New(slog.DiscardHandler))
-	if _, err := kb.SeedDemo(t.Context()); err != nil {
+	if _, err := kb.SeedDemoFAQ(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.Open("demo/eval/queries.jsonl")

@@ -108,7 +108,12 @@ var ErrNoEntries = errors.New("retrieval: no entries")
 // SeedDemo loads the demo knowledge base when the store is empty and reports whether it did:
 // every entry at its first version, the later versions of those with a history published
 // over it as an editor would, and the help documents.
-func (s *Store) SeedDemo(ctx context.Context) (bool, error) {
+func (s *Store) SeedDemo(ctx context.Context) (bool, error) { return s.seedDemo(ctx, true) }
+
+// SeedDemoFAQ is SeedDemo without the documents: the demo's evaluation sets judge FAQ entries.
+func (s *Store) SeedDemoFAQ(ctx context.Context) (bool, error) { return s.seedDemo(ctx, false) }
+
+func (s *Store) seedDemo(ctx context.Context, docs bool) (bool, error) {
 	n, err := s.Count(ctx)
 	if err != nil || n > 0 {
 		return false, err
@@ -147,11 +152,14 @@ func (s *Store) SeedDemo(ctx context.Context) (bool, error) {
 			}
 		}
 	}
-	docs, err := DemoDocuments()
+	if !docs {
+		return true, nil
+	}
+	drafts, err := DemoDocuments()
 	if err != nil {
 		return false, err
 	}
-	for _, d := range docs {
+	for _, d := range drafts {
 		if _, err := s.SaveDraft(ctx, "demo", d); err != nil {
 			return false, fmt.Errorf("retrieval: seed demo document %s: %w", d.Key, err)
 		}

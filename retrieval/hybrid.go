@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -80,7 +81,7 @@ func (s *Store) find(ctx context.Context, db querier, question, lang string, k i
 	var dense, lexical []rankedEntry
 	var denseErr, lexErr error
 	b.Queue(sp.denseQuery, pgvector.NewVector(vecs[0]), o.Candidates*4, lang, o.fallback()).Query(func(rows pgx.Rows) error {
-		dense, denseErr = collectRanked(rows, o.Candidates)
+		dense, denseErr = collectRanked(rows, o.Candidates, lang)
 		return nil
 	})
 	if o.Mode != ModeDense {
@@ -94,7 +95,7 @@ func (s *Store) find(ctx context.Context, db querier, question, lang string, k i
 				list = append(list, t)
 			}
 			b.Queue(lexicalQuery, list, float64(n), avg, o.BM25K1, o.BM25B, o.Candidates, lang, o.fallback()).Query(func(rows pgx.Rows) error {
-				lexical, lexErr = collectRanked(rows, o.Candidates)
+				lexical, lexErr = collectRanked(rows, o.Candidates, lang)
 				return nil
 			})
 		}
@@ -186,7 +187,7 @@ var lexicalQuery = withEntries(lexicalSQL, 7)
 func withEntries(rankSQL string, langParam int) string {
 	return fmt.Sprintf(`
 WITH ranked AS (%s)
-SELECT r.key, r.score, e.id, e.language, e.title, e.question, e.alternates, e.answer, e.link, e.version
+SELECT r.key, r.score, e.id, e.language, e.title, e.question, e.alternates, e.answer, e.link, e.version, e.kind, e.parent
 FROM ranked r CROSS JOIN LATERAL (
     SELECT * FROM retrieval_entry x WHERE x.key = r.key
     ORDER BY (x.language = $%d) DESC, (x.language = $%d) DESC, x.language LIMIT 1
@@ -201,16 +202,23 @@ type rankedEntry struct {
 	entry Entry
 }
 
-func collectRanked(rows pgx.Rows, n int) ([]rankedEntry, error) {
+// collectRanked reads up to n ranked topics. A document's passage exists in one language
+// only, with no translation to fall back on, and is left out unless it is in one of langs
+// (the customer's).
+func collectRanked(rows pgx.Rows, n int, langs ...string) ([]rankedEntry, error) {
 	defer rows.Close()
 	var out []rankedEntry
 	for rows.Next() {
 		var r rankedEntry
 		e := &r.entry
-		if err := rows.Scan(&r.key, &r.score, &e.ID, &e.Language, &e.Title, &e.Question, &e.Alternates, &e.Answer, &e.Link, &e.Version); err != nil {
+		if err := rows.Scan(&r.key, &r.score, &e.ID, &e.Language, &e.Title, &e.Question, &e.Alternates, &e.Answer, &e.Link,
+			&e.Version, &e.Kind, &e.Parent); err != nil {
 			return nil, err
 		}
 		e.Key = r.key
+		if e.Kind == kindPassage && !slices.Contains(langs, e.Language) {
+			continue
+		}
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {

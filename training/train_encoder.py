@@ -188,6 +188,11 @@ class SentenceEncoder(nn.Module):
         self.ln = nn.LayerNorm(hidden, eps=1e-12)
         self.drop = nn.Dropout(drop)
         self.layers = nn.ModuleList([ti.Layer(hidden, heads, hidden * 4, drop) for _ in range(layers)])
+        # The mean embedding of the training texts, taken off every embedding after training
+        # (fit_center): contrastive training leaves all vectors in a narrow cone, where even
+        # unrelated sentences have cosines near 0.8; centred, they fall near 0, and a fixed
+        # answer threshold on the cosine means something.
+        self.register_buffer("center", torch.zeros(hidden))
 
     def forward(self, ids, mask, ngrams=None):
         t = ids.shape[1]
@@ -204,7 +209,7 @@ class SentenceEncoder(nn.Module):
             nm = (ngrams > 0).to(torch.float32)
             nw = nm.unsqueeze(-1) / nm.sum(1, keepdim=True).clamp(min=1.0).unsqueeze(-1)
             p = p + (self.ngram(ngrams) * nw).sum(1)  # bag of character n-grams
-        return F.normalize(p, dim=-1)
+        return F.normalize(F.normalize(p, dim=-1) - self.center, dim=-1)
 
 
 class Export(nn.Module):
@@ -251,6 +256,13 @@ def embed(model, texts, tok, args):
         ids, mask, ng = ti.encode_batch([texts[j] for j in idx], tok, args.max_len, buckets=args.ngram_buckets)
         out[idx] = model(ids, mask, ng)
     return out
+
+
+@torch.no_grad()
+def fit_center(model, texts, tok, args):
+    """Sets the model's centre to the mean embedding of texts (see SentenceEncoder)."""
+    model.center.zero_()
+    model.center.copy_(embed(model, texts, tok, args).mean(0))
 
 
 def retrieval_metrics(model, tok, args, index, queries):
@@ -343,6 +355,7 @@ def parse_args(argv=None):
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--piece-drop", type=float, default=0.1, help="augmentation: share of pieces and n-grams dropped")
     ap.add_argument("--typo-rate", type=float, default=0.05, help="augmentation: share of characters dropped, swapped, repeated or mistyped")
+    ap.add_argument("--center", type=int, default=1, help="1: take the training texts' mean embedding off every embedding (0: off)")
     ap.add_argument("--holdout", type=int, default=4,
                     help="hold one phrasing out of every (entry, language) with at least this many, for validation (0: none)")
     ap.add_argument("--eval-every", type=int, default=500, help="steps between validation runs")
@@ -370,7 +383,8 @@ def train(args):
         intent_examples=sum(len(g.texts) for g in intents), oos_negatives=len(negatives),
         clinc_groups=len(clinc), held_out=len(val), intent_test=len(intent_test))
 
-    corpus = [t for g in kb + intents + clinc for t, _ in g.texts] + answers + [t for t, _ in negatives]
+    corpus_texts = [t for g in kb + intents + clinc for t, _ in g.texts] + [t for t, _ in negatives]
+    corpus = corpus_texts + answers
     tok = kt.build_vocab(corpus, max_size=args.vocab_size)
     log("vocab", size=len(tok.vocab))
     model = SentenceEncoder(len(tok.vocab), args.hidden, args.layers, args.heads, args.max_len, args.dropout,
@@ -409,6 +423,9 @@ def train(args):
                     kv[name + "_r@1"], kv[name + "_r@5"] = res["recall@1"], res["recall@5"]
             log("train", **kv, elapsed=f"{el:.0f}s", eta=f"{el / step * (args.steps - step):.0f}s")
             total, n, per_src = 0.0, 0, {}
+    if args.center:
+        fit_center(model, corpus_texts, tok, args)
+        log("centred", norm_of_mean=f"{model.center.norm().item():.3f}")
     metrics = validate()
     metrics["train_phrasings"] = {"kb": sum(len(g.texts) for g in kb), "intent": sum(len(g.texts) for g in intents),
                                   "clinc": sum(len(g.texts) for g in clinc)}

@@ -45,10 +45,11 @@ func kbCmd(ctx context.Context, args []string, log *slog.Logger) error {
 		unanswerable := fs.String("unanswerable", "", "JSONL questions it does not: {\"query\"} (or an empty relevant list)")
 		split := fs.String("split", "dev", "the half of each file to fit on (dev; report on test with kb eval --split test)")
 		out := fs.String("out", "", "where to write the model (default: the -kb-answerability folder, named after the embedder)")
+		dump := fs.String("dump", "", "also write each question's features and label to this JSONL file")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		return kbCalibrate(ctx, cfg, *queries, *unanswerable, *split, *out, log)
+		return kbCalibrate(ctx, cfg, *queries, *unanswerable, *split, *out, *dump, log)
 	}
 	return fmt.Errorf("unknown kb command %q (want import, eval or calibrate)", args[0])
 }
@@ -138,7 +139,7 @@ func readQueries(file, split string) ([]retrieval.EvalQuery, error) {
 
 // kbCalibrate fits the answerability model on a split of answerable and unanswerable
 // questions and writes it where kefu serve finds it for this embedder.
-func kbCalibrate(ctx context.Context, cfg Config, queries, unanswerable, split, out string, log *slog.Logger) error {
+func kbCalibrate(ctx context.Context, cfg Config, queries, unanswerable, split, out, dump string, log *slog.Logger) error {
 	if queries == "" || unanswerable == "" {
 		return errors.New("kb calibrate: --queries and --unanswerable are required")
 	}
@@ -160,7 +161,7 @@ func kbCalibrate(ctx context.Context, cfg Config, queries, unanswerable, split, 
 	}
 	defer done()
 	if cfg.Demo {
-		if _, err := kb.SeedDemo(ctx); err != nil {
+		if _, err := kb.SeedDemoFAQ(ctx); err != nil {
 			return err
 		}
 	}
@@ -173,6 +174,16 @@ func kbCalibrate(ctx context.Context, cfg Config, queries, unanswerable, split, 
 	fmt.Fprintln(os.Stderr)
 	if err != nil {
 		return err
+	}
+	if dump != "" {
+		var b strings.Builder
+		for i, smp := range samples {
+			line, _ := json.Marshal(map[string]any{"query": all[i].Query, "language": all[i].Language, "answerable": smp.Answerable, "features": smp.Features})
+			b.Write(append(line, '\n'))
+		}
+		if err := os.WriteFile(dump, []byte(b.String()), 0o644); err != nil {
+			return err
+		}
 	}
 	a, err := retrieval.FitAnswerability(kb.EmbedderID(), samples)
 	if err != nil {
@@ -256,8 +267,8 @@ func kbEval(ctx context.Context, cfg Config, file, mode, split string, log *slog
 		return err
 	}
 	defer done()
-	if cfg.Demo { // an empty database gets the demo shop's knowledge, which the demo's query sets are for
-		if _, err := kb.SeedDemo(ctx); err != nil {
+	if cfg.Demo { // an empty database gets the demo shop's FAQ entries, which the demo's query sets judge
+		if _, err := kb.SeedDemoFAQ(ctx); err != nil {
 			return err
 		}
 	}
