@@ -151,9 +151,10 @@ var embeddingOutputs = []struct {
 //   - kefu.json (optional): temperature (default 1), threshold (default 0) and version
 //     (default "hf:" and the folder's name);
 //   - model.onnx: int64 inputs input_ids, attention_mask and optionally token_type_ids (fed
-//     zeros); float32 outputs logits for a classifier, and last_hidden_state (mean-pooled over
-//     the attention mask) or pooler_output for embeddings. An encoder without logits loads and
-//     embeds, and its Understand fails with kefu.Invalid.
+//     zeros); float32 outputs logits for a classifier, and for embeddings the first of
+//     sentence_embedding, last_hidden_state or token_embeddings (mean-pooled over the attention
+//     mask) and pooler_output. An encoder without logits loads and embeds, and its Understand
+//     fails with kefu.Invalid (LoadEncoder is the way to open a sentence encoder).
 //
 // Messages are cut at min(model_max_length, max_position_embeddings, 128) tokens.
 //

@@ -5,6 +5,8 @@
 // The model is a small BERT-architecture encoder trained by training/ and exported to ONNX;
 // it runs in ONNX Runtime through onnxruntime_go. Load also opens a user's own Hugging Face
 // BERT export (config.json, vocab.txt, model.onnx): a fine-tuned classifier, or an encoder that
+// only embeds. LoadEncoder opens a sentence encoder (models/encoder, trained by
+// training/train_encoder.py for knowledge retrieval, or a sentence-transformers export), which
 // only embeds. nlu knows nothing of sessions or SQL.
 //
 //	if err := nlu.InitRuntime(nlu.FindRuntime()); err != nil { … }

@@ -63,8 +63,10 @@ type Chunk struct {
 }
 
 // SplitDocument splits a document into chunks by its structure. format is "markdown" (or
-// "md"), "html" or "text"; DetectFormat picks one from a file name and the content. A document
-// that is over MaxDocumentBytes, is not UTF-8, or has an unknown format is kefu.Invalid.
+// "md"), "html" or "text"; DetectFormat picks one from a file name and the content. Headings
+// are not repeated in the text (they are in Heading), and a heading with no text under it
+// makes no chunk. A document that is over MaxDocumentBytes, is not UTF-8, or has an unknown
+// format is kefu.Invalid.
 func SplitDocument(format string, src []byte, opts ChunkOptions) ([]Chunk, error) {
 	const op = "retrieval.SplitDocument"
 	maxRunes, overlap, err := opts.resolve(op)
@@ -72,7 +74,7 @@ func SplitDocument(format string, src []byte, opts ChunkOptions) ([]Chunk, error
 		return nil, err
 	}
 	if len(src) > MaxDocumentBytes {
-		return nil, kefu.Errorf(op, kefu.Invalid, "the document is %d bytes; the limit is %d bytes (5 MiB)", len(src), MaxDocumentBytes)
+		return nil, kefu.Errorf(op, kefu.TooLarge, "the document is %d bytes; the limit is %d bytes (5 MiB)", len(src), MaxDocumentBytes)
 	}
 	if off := invalidUTF8(src); off >= 0 {
 		return nil, kefu.Errorf(op, kefu.Invalid, "the document is not valid UTF-8 at byte %d", off)
@@ -192,6 +194,8 @@ type builder struct {
 	titles []string      // every heading's text, in order
 	units  []unit
 	flat   bool // headings become units (text extracted for inside a Markdown list)
+
+	mdLimits *mdLimits // tests only: nil means mdDefaultLimits
 }
 
 type openHeading struct {
@@ -357,7 +361,11 @@ func cleanText(s string) string {
 // HTML comments, images and link targets are dropped; link text and bare URLs are kept.
 func (b *builder) markdown(off int) {
 	off += frontMatterLen(b.src[off:])
-	src, runs := tameMarkdown(b.src[off:])
+	lim := mdDefaultLimits
+	if b.mdLimits != nil {
+		lim = *b.mdLimits
+	}
+	src, runs := tameMarkdown(b.src[off:], lim)
 	md := goldmark.New(goldmark.WithExtensions(extension.Table, extension.Strikethrough, extension.TaskList))
 	doc := md.Parser().Parse(gmtext.NewReader(src))
 	w := &mdWalker{b: b, src: src, off: off, runs: runs}
@@ -369,20 +377,23 @@ func (b *builder) markdown(off int) {
 // emphasis delimiters and link destinations within one paragraph. tameMarkdown bounds them, so
 // a hostile 5 MiB document parses in seconds, not hours; a document within these limits is
 // returned as it is.
-const (
-	mdMaxMarkers   = 16       // container markers at the start of a line
-	mdMaxIndent    = 64       // bytes of leading white space
-	mdMaxParagraph = 16 << 10 // bytes of a run of non-blank lines, or of one line
-	mdMaxDelims    = 200      // emphasis delimiters (* _ ~) in a paragraph (or a table row)
-	mdMaxLinkScan  = 64 << 10 // bytes goldmark may scan for link destinations in a paragraph
-	mdMaxLinkDest  = 2048     // bytes one link destination may run on without a space
-)
+type mdLimits struct {
+	markers   int // container markers at the start of a line
+	indent    int // bytes of leading white space
+	paragraph int // bytes of a run of non-blank lines, or of one line
+	delims    int // emphasis delimiters (* _ ~) in a paragraph (or a table row)
+	linkScan  int // bytes goldmark may scan for link destinations in a paragraph
+	linkDest  int // bytes one link destination may run on without a space
+}
+
+var mdDefaultLimits = mdLimits{markers: 16, indent: 64, paragraph: 8 << 10, delims: 200, linkScan: 64 << 10, linkDest: 2048}
 
 // run is a stretch of the tamed Markdown copied from the source: out[o:o+n] = src[s:s+n].
 type run struct{ out, src, n int }
 
 // tamer rewrites Markdown for tameMarkdown, remembering where each byte came from.
 type tamer struct {
+	lim      mdLimits
 	src, out []byte
 	runs     []run
 	changed  bool
@@ -433,8 +444,8 @@ func (t *tamer) breakParagraph(prefix []byte, midLine bool) {
 
 // tameMarkdown returns src, or a rewrite of it within the limits above and the runs that map
 // the rewrite back to src.
-func tameMarkdown(src []byte) ([]byte, []run) {
-	t := &tamer{src: src, out: make([]byte, 0, len(src))}
+func tameMarkdown(src []byte, lim mdLimits) ([]byte, []run) {
+	t := &tamer{lim: lim, src: src, out: make([]byte, 0, len(src))}
 	var (
 		fenceChar byte
 		fenceLen  int
@@ -456,7 +467,7 @@ func tameMarkdown(src []byte) ([]byte, []run) {
 			t.para, t.delims, t.linkScan, t.header, prev = 0, 0, 0, nil, nil
 			t.copy(ls, next)
 		default:
-			end, keep := containerPrefix(line)
+			end, keep := containerPrefix(line, t.lim)
 			content := line[end:]
 			if end == leadingSpaces(line) && end <= 3 {
 				if c, n := fence(line); n > 0 && (c == '~' || !bytes.ContainsRune(line[end+n:], '`')) {
@@ -467,9 +478,8 @@ func tameMarkdown(src []byte) ([]byte, []run) {
 				}
 			}
 			if t.para > 0 && prev != nil && bytes.IndexByte(content, '|') >= 0 && tableDelimiterRow.Match(content) {
-				t.header, t.delimRow = prev, slices.Clone(content)
-			}
-			if t.para > 0 && t.para+len(line) > mdMaxParagraph {
+				t.header, t.delimRow = prev, content // a table: its header stays with it
+			} else if t.para > 0 && t.para+len(line) > t.lim.paragraph {
 				t.breakParagraph(line[:keep], false)
 			}
 			t.para += len(line) + 1
@@ -494,8 +504,8 @@ func tameMarkdown(src []byte) ([]byte, []run) {
 
 var tableDelimiterRow = regexp.MustCompile(`^\|?[ \t]*:?-+:?[ \t]*(\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$`)
 
-// content copies the inline part of a line, escaping emphasis delimiters past mdMaxDelims and
-// link destinations past the scan budget, and breaking a line longer than mdMaxParagraph.
+// content copies the inline part of a line, escaping emphasis delimiters past the limit and
+// link destinations past the scan budget, and breaking a line longer than a paragraph may be.
 func (t *tamer) content(from, to int, prefix []byte) {
 	src := t.src
 	done, lineBytes := from, 0
@@ -503,7 +513,7 @@ func (t *tamer) content(from, to int, prefix []byte) {
 	ws, gt := from, from // the next white space and '>' at or after a position (monotone)
 	for i := from; i < to; i++ {
 		c := src[i]
-		if lineBytes >= mdMaxParagraph-1024 && c == ' ' || lineBytes >= mdMaxParagraph && utf8.RuneStart(c) {
+		if lineBytes >= t.lim.paragraph*7/8 && c == ' ' || lineBytes >= t.lim.paragraph && utf8.RuneStart(c) {
 			t.copy(done, i)
 			done = i
 			t.breakParagraph(prefix, true)
@@ -518,7 +528,7 @@ func (t *tamer) content(from, to int, prefix []byte) {
 		case '\\':
 			escaped = true
 		case '*', '_', '~':
-			if t.delims++; t.delims > mdMaxDelims {
+			if t.delims++; t.delims > t.lim.delims {
 				t.copy(done, i)
 				done = i
 				t.insert("\\")
@@ -537,7 +547,7 @@ func (t *tamer) content(from, to int, prefix []byte) {
 				}
 				d = ws - i
 			}
-			if t.linkScan += d; d > mdMaxLinkDest || t.linkScan > mdMaxLinkScan {
+			if t.linkScan += d; d > t.lim.linkDest || t.linkScan > t.lim.linkScan {
 				t.copy(done, i+1)
 				done = i + 1
 				t.insert("\\") // ]\( is no link
@@ -548,9 +558,9 @@ func (t *tamer) content(from, to int, prefix []byte) {
 }
 
 // containerPrefix returns the end of a line's block-quote and list markers and their white
-// space, and how much of that to keep: all of it unless there are more than mdMaxMarkers
-// markers or mdMaxIndent bytes of white space.
-func containerPrefix(line []byte) (end, keep int) {
+// space, and how much of that to keep: all of it unless it has more markers or white space
+// than the limits allow.
+func containerPrefix(line []byte, lim mdLimits) (end, keep int) {
 	markers, spaces := 0, 0
 	keep = -1
 	i := 0
@@ -559,7 +569,7 @@ func containerPrefix(line []byte) (end, keep int) {
 		case c == ' ' || c == '\t':
 			spaces++
 			i++
-			if spaces > mdMaxIndent && keep < 0 {
+			if spaces > lim.indent && keep < 0 {
 				keep = i - 1
 			}
 			continue
@@ -580,7 +590,7 @@ func containerPrefix(line []byte) (end, keep int) {
 		default:
 			return i, keepOr(keep, i)
 		}
-		if markers++; markers > mdMaxMarkers && keep < 0 {
+		if markers++; markers > lim.markers && keep < 0 {
 			keep = i - 1
 			for keep > 0 && line[keep] != ' ' && line[keep] != '\t' && line[keep] != '>' {
 				keep--

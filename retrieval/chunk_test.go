@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -444,18 +445,23 @@ func TestSplitErrors(t *testing.T) {
 		src    []byte
 		opts   ChunkOptions
 		msg    string
+		code   kefu.Code
 	}{
 		{"invalid UTF-8", "text", []byte("退货\xff政策"), ChunkOptions{}, "byte 6"},
 		{"truncated rune", "markdown", []byte("ok\n\xe9\x80"), ChunkOptions{}, "byte 3"},
-		{"too large", "text", bytes.Repeat([]byte("a"), MaxDocumentBytes+1), ChunkOptions{}, "limit"},
+		{"too large", "text", bytes.Repeat([]byte("a"), MaxDocumentBytes+1), ChunkOptions{}, "limit", kefu.TooLarge},
 		{"unknown format", "pdf", []byte("hello"), ChunkOptions{}, `"pdf"`},
 		{"negative MaxRunes", "text", []byte("hello"), ChunkOptions{MaxRunes: -5}, "MaxRunes"},
 		{"overlap not below MaxRunes", "text", []byte("hello"), ChunkOptions{MaxRunes: 50, OverlapRunes: 50}, "OverlapRunes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := SplitDocument(tc.format, tc.src, tc.opts)
-			if kefu.CodeOf(err) != kefu.Invalid || !strings.Contains(kefu.MessageOf(err), tc.msg) {
-				t.Errorf("err = %v, want invalid naming %s", err, tc.msg)
+			want := kefu.Invalid
+			if tc.code != "" {
+				want = tc.code
+			}
+			if kefu.CodeOf(err) != want || !strings.Contains(kefu.MessageOf(err), tc.msg) {
+				t.Errorf("err = %v, want %s naming %s", err, want, tc.msg)
 			}
 		})
 	}
@@ -665,6 +671,77 @@ func TestSplitCoverage(t *testing.T) {
 	}
 }
 
+func TestTameMarkdown(t *testing.T) {
+	guide, err := os.ReadFile("demo/docs/shipping-guide.zh.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Documents within the limits are parsed as they are.
+	for _, src := range []string{returnsMarkdown, returnsMarkdownZH, string(guide)} {
+		if out, runs := tameMarkdown([]byte(src), mdDefaultLimits); runs != nil || string(out) != src {
+			t.Errorf("tameMarkdown changed %.40q", src)
+		}
+	}
+	// Each of these would keep goldmark busy for minutes (measured: 30 s to 60 s at this size,
+	// growing with the square); tamed, they take milliseconds, and the text after them keeps
+	// its heading and its exact span.
+	tail := "\n\n# After\n\nThe end of the document.\n"
+	for name, hostile := range map[string]string{
+		"nested quotes":            strings.Repeat(">", 200_000) + " x",
+		"list markers on one line": strings.Repeat("- ", 100_000) + "x",
+		"link destinations":        strings.Repeat("[a](", 60_000),
+		"angle destinations":       strings.Repeat("[a](<", 50_000),
+		"emphasis delimiters":      strings.Repeat("a~*", 80_000),
+		"lines of emphasis":        strings.Repeat("*a_\n", 60_000),
+	} {
+		src := hostile + tail
+		start := time.Now()
+		chunks, err := SplitDocument("markdown", []byte(src), ChunkOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := time.Since(start); d > 10*time.Second {
+			t.Errorf("%s: %v", name, d)
+		}
+		last := chunks[len(chunks)-1]
+		if !slices.Equal(last.Heading, []string{"After"}) || last.Text != "The end of the document." || src[last.Start:last.End] != last.Text {
+			t.Errorf("%s: last chunk %q %q spans %q", name, last.Heading, last.Text, src[last.Start:last.End])
+		}
+		checkInvariants(t, src, chunks, DefaultMaxRunes, DefaultOverlapRunes)
+	}
+}
+
+// A table longer than a tamed paragraph goes on under its header: no row turns into text
+// with pipes.
+func TestSplitBigTable(t *testing.T) {
+	var src strings.Builder
+	src.WriteString("# Fees\n\n> | Region | Fee |\n> | --- | --- |\n")
+	for i := range 600 {
+		fmt.Fprintf(&src, "> | Region %03d | %d CNY |\n", i, i)
+	}
+	chunks, err := SplitDocument("markdown", []byte(src.String()), ChunkOptions{MaxRunes: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all strings.Builder
+	for _, c := range chunks {
+		all.WriteString(c.Text + "\n")
+		for _, line := range strings.Split(c.Text, "\n") {
+			if strings.HasPrefix(line, "|") || strings.HasPrefix(line, ">") || strings.Contains(line, "---") {
+				t.Fatalf("chunk %d has markup: %q", c.Index, line)
+			}
+		}
+	}
+	for i := range 600 {
+		if row := fmt.Sprintf("Region %03d | %d CNY\n", i, i); !strings.Contains(all.String(), row) {
+			t.Errorf("no chunk holds row %q", row)
+		}
+	}
+	if n := strings.Count(all.String(), "Region | Fee\n"); n < 2 {
+		t.Errorf("the header is in %d chunks, want it again after the split", n)
+	}
+}
+
 func FuzzSplitDocument(f *testing.F) {
 	for _, s := range []string{returnsMarkdown, returnsMarkdownZH, helpPage, helpPageZH, policyText, policyTextEN,
 		"", "\xef\xbb\xbf", "a\xffb", "# \n\n#", "<h1></h1><p>x", "<nav><nav></nav>x", "- a\n  - b\n\n> q\n> # h",
@@ -699,6 +776,18 @@ func FuzzSplitDocument(f *testing.F) {
 			t.Fatal(err)
 		}
 		checkCoverage(t, format, []byte(src), noOverlap)
+		if format == "markdown" { // taming with tiny limits keeps the map to the source right
+			lim := mdLimits{markers: 2, indent: 4, paragraph: 24, delims: 3, linkScan: 16, linkDest: 8}
+			out, runs := tameMarkdown([]byte(src), lim)
+			for i, r := range runs {
+				if string(out[r.out:r.out+r.n]) != src[r.src:r.src+r.n] || i > 0 && (r.out < runs[i-1].out+runs[i-1].n || r.src < runs[i-1].src+runs[i-1].n) {
+					t.Fatalf("run %d %+v does not map %q to %q", i, r, out, src)
+				}
+			}
+			b := &builder{src: []byte(src), mdLimits: &lim}
+			b.markdown(0)
+			checkInvariants(t, src, pack(b.src, b.units, opts.MaxRunes, max(opts.OverlapRunes, 0)), opts.MaxRunes, opts.OverlapRunes)
+		}
 		if format == "html" { // span arithmetic relies on the tokens covering the input
 			z, n := html.NewTokenizer(strings.NewReader(src)), 0
 			for z.Next() != html.ErrorToken {

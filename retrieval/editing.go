@@ -75,7 +75,7 @@ type Draft struct {
 // Limits of what an editor may save.
 const (
 	maxFAQAnswer   = 20000
-	maxDocument    = 5 << 20
+	maxDocument    = MaxDocumentBytes
 	maxShortField  = 500
 	maxAlternates  = 100
 	maxTags        = 20

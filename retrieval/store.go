@@ -6,10 +6,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/pgvector/pgvector-go"
 
 	"github.com/kefu-dev/kefu"
 	"github.com/kefu-dev/kefu/internal/migrate"
@@ -88,6 +88,7 @@ type Store struct {
 	opts      SearchOptions
 	stats     lexStats
 	related   relatedCache
+	clock     importClock
 }
 
 // space is an embedder with what depends on it.
@@ -141,10 +142,13 @@ func (s *Store) upsert(ctx context.Context, actor string, entries []Entry) error
 	return err
 }
 
-// upsertTx writes entries in tx (without vectors: EmbedMissing makes them after commit).
+// upsertTx writes entries in tx (without vectors: EmbedMissing makes them after commit), in
+// one round trip, then their terms.
 func (s *Store) upsertTx(ctx context.Context, tx pgx.Tx, actor string, entries []Entry) error {
 	const op = "retrieval.Upsert"
-	for _, e := range entries {
+	b := &pgx.Batch{}
+	stored := make([]Entry, len(entries))
+	for i, e := range entries {
 		// The new version is recorded as a published revision, and an open draft discarded.
 		const q = `
 WITH d AS (
@@ -163,19 +167,25 @@ ON CONFLICT (key, language) DO UPDATE
 SET kind = 'faq', parent = '', title = EXCLUDED.title, question = EXCLUDED.question, alternates = EXCLUDED.alternates,
     answer = EXCLUDED.answer, link = EXCLUDED.link, tags = EXCLUDED.tags, version = EXCLUDED.version, updated_at = now()
 RETURNING id`
-		var id int64
-		if err := tx.QueryRow(ctx, q, e.Key, e.Language, e.Title, e.Question, nonNil(e.Alternates), e.Answer, e.Link,
-			nonNil(e.Tags), actor).Scan(&id); err != nil {
-			return kefu.E(op, kefu.Unavailable, err)
-		}
-		if _, err := tx.Exec(ctx, "DELETE FROM retrieval_vector WHERE entry_id = $1", id); err != nil {
-			return kefu.E(op, kefu.Unavailable, err)
-		}
-		e.ID = id
-		if err := indexLexical(ctx, tx, e); err != nil {
-			return err
-		}
+		stored[i] = e
+		b.Queue(q, e.Key, e.Language, e.Title, e.Question, nonNil(e.Alternates), e.Answer, e.Link,
+			nonNil(e.Tags), actor).QueryRow(func(r pgx.Row) error { return r.Scan(&stored[i].ID) })
 	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return kefu.E(op, kefu.Unavailable, err)
+	}
+	ids := make([]int64, len(stored))
+	for i, e := range stored {
+		ids[i] = e.ID
+	}
+	if _, err := tx.Exec(ctx, "DELETE FROM retrieval_vector WHERE entry_id = ANY($1)", ids); err != nil {
+		return kefu.E(op, kefu.Unavailable, err)
+	}
+	t0 := time.Now()
+	if err := indexLexical(ctx, tx, stored...); err != nil {
+		return err
+	}
+	s.clock.since(&s.clock.lexical, t0)
 	s.stats.invalidate()
 	return nil
 }
@@ -191,81 +201,6 @@ func nonNil(s []string) []string {
 // how many entries it embedded.
 func (s *Store) EmbedMissing(ctx context.Context) (int, error) {
 	return s.embedMissing(ctx, s.space().embedder, nil)
-}
-
-// embedMissing embeds, with e, every entry that has no vectors of e (replacing only e's
-// vectors: others keep serving until they are dropped), calling progress with the number
-// done and the total.
-func (s *Store) embedMissing(ctx context.Context, e Embedder, progress func(done, total int)) (int, error) {
-	const op = "retrieval.EmbedMissing"
-	if err := s.indexMissingLexical(ctx); err != nil {
-		return 0, err
-	}
-	if err := s.ensureIndex(ctx, e); err != nil {
-		return 0, err
-	}
-	const q = `
-SELECT id, kind, title, question, alternates, answer FROM retrieval_entry x
-WHERE NOT EXISTS (SELECT 1 FROM retrieval_vector v WHERE v.entry_id = x.id AND v.embedder = $1)
-ORDER BY id`
-	rows, err := s.pool.Query(ctx, q, e.EmbedderID())
-	if err != nil {
-		return 0, kefu.E(op, kefu.Unavailable, err)
-	}
-	type todo struct {
-		id        int64
-		phrasings []string
-	}
-	var list []todo
-	for rows.Next() {
-		var id int64
-		var kind, title, question, answer string
-		var alts []string
-		if err := rows.Scan(&id, &kind, &title, &question, &alts, &answer); err != nil {
-			rows.Close()
-			return 0, kefu.E(op, kefu.Unavailable, err)
-		}
-		list = append(list, todo{id, phrasings(kind, title, question, alts, answer)})
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, kefu.E(op, kefu.Unavailable, err)
-	}
-	// Entries are embedded several at a time (up to 64 phrasings a model run), and written
-	// one batch per group.
-	id := e.EmbedderID()
-	for i := 0; i < len(list); {
-		j, texts := i, []string(nil)
-		for j < len(list) && (len(texts) == 0 || len(texts)+len(list[j].phrasings) <= 64) {
-			texts = append(texts, list[j].phrasings...)
-			j++
-		}
-		vecs, err := e.Embed(ctx, texts)
-		if err != nil {
-			return i, kefu.E(op, kefu.Internal, err)
-		}
-		batch := &pgx.Batch{}
-		at := 0
-		for _, t := range list[i:j] {
-			batch.Queue("DELETE FROM retrieval_vector WHERE entry_id = $1 AND embedder = $2", t.id, id)
-			for _, p := range t.phrasings {
-				batch.Queue("INSERT INTO retrieval_vector (entry_id, embedder, phrasing, embedding) VALUES ($1, $2, $3, $4)",
-					t.id, id, p, pgvector.NewVector(vecs[at]))
-				at++
-			}
-		}
-		if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
-			return i, kefu.E(op, kefu.Unavailable, err)
-		}
-		i = j
-		if progress != nil {
-			progress(i, len(list))
-		}
-	}
-	if len(list) > 0 {
-		s.log.InfoContext(ctx, "embedded knowledge entries", "entries", len(list), "embedder", id)
-	}
-	return len(list), nil
 }
 
 // Count is the number of entries.

@@ -34,6 +34,7 @@ import json
 import math
 import os
 import random
+import re
 import sys
 import time
 
@@ -64,8 +65,16 @@ class Group:
             self.texts.append((text, lang))
 
 
+ANSWER_SPLIT = re.compile(r"(?<=[。！？；!?;])|(?<=[.])\s+")
+
+
+def sentences(text, shortest=6):
+    """The sentences of an answer that are at least shortest characters long."""
+    return [x.strip() for x in ANSWER_SPLIT.split(text) if len(x.strip()) >= shortest]
+
+
 def load_knowledge(path):
-    """One group per entry key (all languages), and the answers (vocabulary only)."""
+    """One group per entry key (all languages), and the answers: [(group, language, text)]."""
     import yaml
     try:
         with open(path, encoding="utf-8") as f:
@@ -89,7 +98,7 @@ def load_knowledge(path):
                 if q:
                     g.add(q, lang)
             if tr.get("answer"):
-                answers.append(str(tr["answer"]))
+                answers.append((g, lang, str(tr["answer"])))
         if len(g.texts) >= 2:
             groups.append(g)
     if not groups:
@@ -120,6 +129,21 @@ def load_clinc(path):
     for text, intent in data["train"]:
         by.setdefault(intent, Group("clinc:" + intent, "clinc")).add(text, "en")
     return [g for _, g in sorted(by.items()) if len(g.texts) >= 2]
+
+
+def link_intents(kb, intents):
+    """Moves the examples of every intent whose name is a knowledge key (underscores read as
+    hyphens) into that entry's group; returns the intents left."""
+    by_key = {g.name[len("kb:"):].replace("_", "-"): g for g in kb}
+    left = []
+    for g in intents:
+        entry = by_key.get(g.name[len("intent:"):].replace("_", "-"))
+        if entry is None:
+            left.append(g)
+            continue
+        for text, lang in g.texts:
+            entry.add(text, lang)
+    return left
 
 
 def hold_out(groups, min_size, rnd):
@@ -355,6 +379,9 @@ def parse_args(argv=None):
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--piece-drop", type=float, default=0.1, help="augmentation: share of pieces and n-grams dropped")
     ap.add_argument("--typo-rate", type=float, default=0.05, help="augmentation: share of characters dropped, swapped, repeated or mistyped")
+    ap.add_argument("--answers", type=int, default=0, help="1: an entry's answer sentences join its group")
+    ap.add_argument("--link-intents", type=int, default=0,
+                    help="1: an intent whose name is a knowledge key (_ as -) joins that entry's group")
     ap.add_argument("--center", type=int, default=1, help="1: take the training texts' mean embedding off every embedding (0: off)")
     ap.add_argument("--holdout", type=int, default=4,
                     help="hold one phrasing out of every (entry, language) with at least this many, for validation (0: none)")
@@ -366,7 +393,8 @@ def parse_args(argv=None):
 
 
 def train(args):
-    """Trains a model; returns (model, tokenizer, metrics, train rows)."""
+    """Trains a model; returns the model, its tokenizer, the validation metrics, the start time
+    and a sample of the training texts (for the golden vectors)."""
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads or max(1, os.cpu_count() or 1))
     rnd = random.Random(args.seed)
@@ -377,6 +405,14 @@ def train(args):
     intent_test = [(t, lang, "intent:" + label) for t, label, lang, _ in ti.read_examples(args.intents_test, "oos")
                    if label != OOS] if args.intents_test and intents else []
     val = hold_out(kb, args.holdout, random.Random(args.seed)) if args.holdout else []
+    if args.answers:  # after the hold-out: it holds out phrasings only
+        for g, lang, text in answers:
+            for x in sentences(text):
+                g.add(x, lang)
+    all_intents = intents
+    if args.link_intents:
+        intents = link_intents(kb, intents)
+        log("linked intents to knowledge entries", linked=len(all_intents) - len(intents))
     if not kb and not intents and not clinc:
         raise ti.DataError("no training data: give --knowledge, --intents or --clinc")
     log("data", kb_groups=len(kb), kb_phrasings=sum(len(g.texts) for g in kb), intents=len(intents),
@@ -384,7 +420,7 @@ def train(args):
         clinc_groups=len(clinc), held_out=len(val), intent_test=len(intent_test))
 
     corpus_texts = [t for g in kb + intents + clinc for t, _ in g.texts] + [t for t, _ in negatives]
-    corpus = corpus_texts + answers
+    corpus = corpus_texts + [a[2] for a in answers]
     tok = kt.build_vocab(corpus, max_size=args.vocab_size)
     log("vocab", size=len(tok.vocab))
     model = SentenceEncoder(len(tok.vocab), args.hidden, args.layers, args.heads, args.max_len, args.dropout,
@@ -392,7 +428,7 @@ def train(args):
     log("model", parameters=sum(p.numel() for p in model.parameters()))
 
     kb_index = [(t, g.name) for g in kb for t, _ in g.texts]
-    intent_index = [(t, g.name) for g in intents for t, _ in g.texts]
+    intent_index = [(t, g.name) for g in all_intents for t, _ in g.texts]
 
     def validate():
         m = {}
@@ -429,7 +465,7 @@ def train(args):
     metrics = validate()
     metrics["train_phrasings"] = {"kb": sum(len(g.texts) for g in kb), "intent": sum(len(g.texts) for g in intents),
                                   "clinc": sum(len(g.texts) for g in clinc)}
-    return model, tok, metrics, started
+    return model, tok, metrics, started, corpus_texts[::max(1, len(corpus_texts) // 40)]
 
 
 def export(model, tok, args, metrics, started, golden=()):
@@ -466,19 +502,19 @@ def export(model, tok, args, metrics, started, golden=()):
     with open(os.path.join(args.out, "model.json"), "w", encoding="utf-8") as f:
         json.dump(meta, f, ensure_ascii=False, indent=1)
     ti.write_golden(tok, os.path.join(args.out, "tokenizer_golden.jsonl"), args.max_len, args.ngram_buckets or 4096,
-                    golden)
+                    list(golden))
     log("exported", out=args.out, seconds=f"{time.time() - started:.0f}")
 
 
 def main():
     args = parse_args()
     try:
-        model, tok, metrics, started = train(args)
+        model, tok, metrics, started, golden = train(args)
     except ti.DataError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     log("validation (held out, never trained on)", **{k: json.dumps(v) for k, v in metrics.items()})
-    export(model, tok, args, metrics, started)
+    export(model, tok, args, metrics, started, golden)
 
 
 if __name__ == "__main__":

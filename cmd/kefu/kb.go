@@ -15,10 +15,14 @@ import (
 	"github.com/kefu-dev/kefu/retrieval"
 )
 
-// kbCmd is `kefu kb import|eval`: load any FAQ corpus, and measure retrieval on any query set.
+// kbCmd is `kefu kb import|eval|calibrate|bench`: load any FAQ corpus, measure retrieval on any
+// query set, and time import and search at scale (kbbench.go).
 func kbCmd(ctx context.Context, args []string, log *slog.Logger) error {
 	if len(args) == 0 {
-		return errors.New("usage: kefu kb import --file F | kefu kb eval --queries F")
+		return errors.New("usage: kefu kb import --file F | kefu kb eval --queries F | kefu kb calibrate | kefu kb bench")
+	}
+	if args[0] == "bench" {
+		return kbBench(ctx, args[1:], log)
 	}
 	fs := flag.NewFlagSet("kb "+args[0], flag.ContinueOnError)
 	var cfg Config
@@ -51,7 +55,7 @@ func kbCmd(ctx context.Context, args []string, log *slog.Logger) error {
 		}
 		return kbCalibrate(ctx, cfg, *queries, *unanswerable, *split, *out, *dump, log)
 	}
-	return fmt.Errorf("unknown kb command %q (want import, eval or calibrate)", args[0])
+	return fmt.Errorf("unknown kb command %q (want import, eval, calibrate or bench)", args[0])
 }
 
 // openKB opens the database and the knowledge store with the configured embedder (newEmbedder).

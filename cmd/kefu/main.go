@@ -7,7 +7,7 @@
 //	kefu flows check DIR       check dialog flow files
 //	kefu test conversations DIR  run conversation tests
 //	kefu dialog bench          turn throughput and latency through the engine
-//	kefu kb import|eval        load an FAQ corpus; measure retrieval on a query set
+//	kefu kb import|eval|calibrate|bench  load an FAQ corpus; measure retrieval; time it at scale
 //
 // Run `kefu <command> -h` for the flags of each command; every flag also has an environment
 // variable, listed in the README.

@@ -75,24 +75,24 @@ func TestTrainEncoderPipeline(t *testing.T) {
 		t.Fatal("python3 is missing: run the tests with scripts/test, which installs the trainer's packages")
 	}
 	dir := t.TempDir()
-	kb := `version: 1
-entries:
-  - key: shipping-time
-    zh: {title: 发货时间, question: 多久发货？, alternates: [几天能到, 什么时候发货], answer: 24小时内发货。}
-    en: {title: Shipping time, question: How long does shipping take?, alternates: [when will it ship, delivery time], answer: We ship within 24 hours.}
-  - key: refund-time
-    zh: {title: 退款时效, question: 退款多久到账？, alternates: [钱什么时候退回来, 退款进度], answer: 1个工作日内退款。}
-    en: {title: Refund times, question: How long does a refund take?, alternates: [where is my refund, refund status], answer: Refunds take a day.}
-  - key: invoice
-    zh: {title: 发票, question: 怎么开发票？, alternates: [能开发票吗, 电子发票], answer: 在订单页申请发票。}
-    en: {title: Invoices, question: How do I get an invoice?, alternates: [can i get a receipt, company invoice], answer: Request it on the order page.}
-`
+	var kb strings.Builder
+	kb.WriteString("version: 1\nentries:\n")
+	for _, e := range []struct{ key, zh, en string }{
+		{"shipping-time", `{title: 发货时间, question: 多久发货, alternates: [几天能到, 什么时候发货], answer: 24小时内发货。}`,
+			`{title: Shipping time, question: how long does shipping take, alternates: [when will it ship, delivery time], answer: We ship within 24 hours.}`},
+		{"refund-time", `{title: 退款时效, question: 退款多久到账, alternates: [钱什么时候退回来, 退款进度], answer: 1个工作日内退款。}`,
+			`{title: Refund times, question: how long does a refund take, alternates: [where is my refund, refund status], answer: Refunds take a day.}`},
+		{"invoice", `{title: 发票, question: 怎么开发票, alternates: [能开发票吗, 电子发票], answer: 在订单页申请发票。}`,
+			`{title: Invoices, question: how do i get an invoice, alternates: [can i get a receipt, company invoice], answer: Request it on the order page.}`},
+	} {
+		fmt.Fprintf(&kb, "  - key: %s\n    zh: %s\n    en: %s\n", e.key, e.zh, e.en)
+	}
 	intents := "text,intent,language\n" +
 		"你好,greeting,zh\n您好,greeting,zh\nhello,greeting,en\nhi there,greeting,en\n" +
 		"谢谢,thanks,zh\n多谢,thanks,zh\nthank you,thanks,en\nthanks a lot,thanks,en\n" +
 		"讲个笑话,oos,zh\nwhat's the weather,oos,en\n"
 	kbPath, intentsPath := filepath.Join(dir, "knowledge.yaml"), filepath.Join(dir, "intents.csv")
-	for path, text := range map[string]string{kbPath: kb, intentsPath: intents} {
+	for path, text := range map[string]string{kbPath: kb.String(), intentsPath: intents} {
 		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
