@@ -447,12 +447,12 @@ func TestSplitErrors(t *testing.T) {
 		msg    string
 		code   kefu.Code
 	}{
-		{"invalid UTF-8", "text", []byte("退货\xff政策"), ChunkOptions{}, "byte 6"},
-		{"truncated rune", "markdown", []byte("ok\n\xe9\x80"), ChunkOptions{}, "byte 3"},
+		{"invalid UTF-8", "text", []byte("退货\xff政策"), ChunkOptions{}, "byte 6", ""},
+		{"truncated rune", "markdown", []byte("ok\n\xe9\x80"), ChunkOptions{}, "byte 3", ""},
 		{"too large", "text", bytes.Repeat([]byte("a"), MaxDocumentBytes+1), ChunkOptions{}, "limit", kefu.TooLarge},
-		{"unknown format", "pdf", []byte("hello"), ChunkOptions{}, `"pdf"`},
-		{"negative MaxRunes", "text", []byte("hello"), ChunkOptions{MaxRunes: -5}, "MaxRunes"},
-		{"overlap not below MaxRunes", "text", []byte("hello"), ChunkOptions{MaxRunes: 50, OverlapRunes: 50}, "OverlapRunes"},
+		{"unknown format", "pdf", []byte("hello"), ChunkOptions{}, `"pdf"`, ""},
+		{"negative MaxRunes", "text", []byte("hello"), ChunkOptions{MaxRunes: -5}, "MaxRunes", ""},
+		{"overlap not below MaxRunes", "text", []byte("hello"), ChunkOptions{MaxRunes: 50, OverlapRunes: 50}, "OverlapRunes", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := SplitDocument(tc.format, tc.src, tc.opts)
