@@ -173,78 +173,114 @@ type EvalResult struct {
 	WrongAnswer float64 `json:"wrong_answer_rate,omitempty"`
 	P50ms       float64 `json:"search_p50_ms"`
 	P99ms       float64 `json:"search_p99_ms"`
+	// ByLanguage is the same per query language, when there are several.
+	ByLanguage map[string]EvalResult `json:"by_language,omitempty"`
 }
 
 // Evaluate runs every query through the store's search and answer, as the bot would, and
-// measures the ranking against the relevant ids (keys). progress, if set, is called now and
-// then with the number done.
+// measures the ranking against the relevant ids (keys), over all queries and per language.
+// progress, if set, is called now and then with the number done.
 func (s *Store) Evaluate(ctx context.Context, queries []EvalQuery, progress func(done int)) (EvalResult, error) {
-	r := EvalResult{Mode: s.opts.Mode, Queries: len(queries)}
-	var lat []float64
-	var covered int
+	all := &evalAcc{}
+	byLang := map[string]*evalAcc{}
 	for i, q := range queries {
 		t0 := time.Now()
 		hits, err := s.Search(ctx, q.Query, q.Language, 10)
-		lat = append(lat, float64(time.Since(t0).Microseconds())/1000)
+		ms := float64(time.Since(t0).Microseconds()) / 1000
 		if err != nil {
-			return r, err
+			return EvalResult{}, err
 		}
 		a, err := s.Answer(ctx, q.Query, q.Language)
 		if err != nil {
-			return r, err
+			return EvalResult{}, err
 		}
-		if !a.Found {
-			r.RefusalRate++
+		acc := byLang[q.Language]
+		if acc == nil {
+			acc = &evalAcc{}
+			byLang[q.Language] = acc
+		}
+		for _, x := range []*evalAcc{all, acc} {
+			x.add(q, hits, a, ms)
 		}
 		if progress != nil && (i+1)%50 == 0 {
 			progress(i + 1)
 		}
-		if len(q.Relevant) == 0 {
-			continue
+	}
+	r := all.result(s.opts.Mode)
+	if len(byLang) > 1 {
+		r.ByLanguage = map[string]EvalResult{}
+		for l, x := range byLang {
+			r.ByLanguage[l] = x.result(s.opts.Mode)
 		}
-		covered++
-		if a.Found {
-			r.AnswerRate++
-		}
-		if a.Found && !slices.Contains(q.Relevant, a.Source.Key) {
+	}
+	return r, nil
+}
+
+// evalAcc sums the measures of queries.
+type evalAcc struct {
+	r       EvalResult
+	covered int
+	lat     []float64
+}
+
+func (x *evalAcc) add(q EvalQuery, hits []hit, a Answer, ms float64) {
+	r := &x.r
+	r.Queries++
+	x.lat = append(x.lat, ms)
+	if !a.Found {
+		r.RefusalRate++
+	}
+	if len(q.Relevant) == 0 {
+		return
+	}
+	x.covered++
+	if a.Found {
+		r.AnswerRate++
+		if !slices.Contains(q.Relevant, a.Source.Key) {
 			r.WrongAnswer++
 		}
-		var dcg, idcg float64
-		for rank, h := range hits {
-			if !slices.Contains(q.Relevant, h.entry.Key) {
-				continue
-			}
-			if rank == 0 {
-				r.RecallAt1++
-			}
-			if rank < 5 && dcg == 0 {
-				r.RecallAt5++
-			}
-			if dcg == 0 {
-				r.MRRAt10 += 1 / float64(rank+1)
-			}
-			dcg += 1 / math.Log2(float64(rank+2))
-		}
-		for j := range min(len(q.Relevant), 10) {
-			idcg += 1 / math.Log2(float64(j+2))
-		}
-		if idcg > 0 {
-			r.NDCGAt10 += dcg / idcg
-		}
 	}
-	if covered > 0 {
+	var dcg, idcg float64
+	for rank, h := range hits {
+		if !slices.Contains(q.Relevant, h.entry.Key) {
+			continue
+		}
+		if rank == 0 {
+			r.RecallAt1++
+		}
+		if rank < 5 && dcg == 0 {
+			r.RecallAt5++
+		}
+		if dcg == 0 {
+			r.MRRAt10 += 1 / float64(rank+1)
+		}
+		dcg += 1 / math.Log2(float64(rank+2))
+	}
+	for j := range min(len(q.Relevant), 10) {
+		idcg += 1 / math.Log2(float64(j+2))
+	}
+	if idcg > 0 {
+		r.NDCGAt10 += dcg / idcg
+	}
+}
+
+func (x *evalAcc) result(mode string) EvalResult {
+	r := x.r
+	r.Mode = mode
+	if x.covered > 0 {
 		for _, m := range []*float64{&r.RecallAt1, &r.RecallAt5, &r.MRRAt10, &r.NDCGAt10, &r.WrongAnswer, &r.AnswerRate} {
-			*m = round4(*m / float64(covered))
+			*m = round4(*m / float64(x.covered))
 		}
 	}
-	if len(queries) > 0 {
-		r.RefusalRate = round4(r.RefusalRate / float64(len(queries)))
+	if r.Queries > 0 {
+		r.RefusalRate = round4(r.RefusalRate / float64(r.Queries))
 	}
+	lat := slices.Clone(x.lat)
 	slices.Sort(lat)
 	if len(lat) > 0 {
 		r.P50ms, r.P99ms = round4(lat[len(lat)/2]), round4(lat[min(len(lat)-1, len(lat)*99/100)])
 	}
-	return r, nil
+	return r
 }
 
 func round4(x float64) float64 { return math.Round(x*10000) / 10000 }
