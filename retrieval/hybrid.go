@@ -217,40 +217,77 @@ func (s *Store) searchStatements(ctx context.Context, db querier, sp *space, que
 	if err != nil {
 		return nil, nil, kefu.E("retrieval.Search", "", err)
 	}
-	// Terms no entry has are dropped; each other one weighs its idf.
-	words, idf := list[:0], make([]float64, 0, len(list))
+	// Terms no entry has are dropped; each other one weighs its idf, and is cut when it is in
+	// more entries than are read of it.
+	words, idf, cut := list[:0], make([]float64, 0, len(list)), make([]bool, 0, len(list))
+	cutWords := []string{}
 	for _, t := range list {
-		if d := float64(df[t]); d > 0 {
-			words, idf = append(words, t), append(idf, math.Log(1+(float64(n)-d+0.5)/(d+0.5)))
+		// A term's count may be newer than the corpus's: never more entries than the corpus.
+		if d := float64(min(df[t], max(n, 1))); d > 0 {
+			words, idf = append(words, t), append(idf, math.Log(1+(float64(max(n, 1))-d+0.5)/(d+0.5)))
+			cut = append(cut, df[t] > o.depth())
+			if df[t] > o.depth() {
+				cutWords = append(cutWords, t)
+			}
 		}
 	}
 	if len(words) == 0 {
 		return dense, nil, nil
 	}
-	return dense, &statement{lexicalQuery, []any{words, idf, o.BM25K1, o.BM25B, avg, o.depth(), o.Candidates * 4, o.Candidates, lang, o.fallback()}}, nil
+	// Without cut terms every entry found is scored exactly already, and as many are ranked
+	// as before; with them, fewer are scored again (each costs a look-up per cut term).
+	rescored := o.Candidates * 4
+	if len(cutWords) > 0 {
+		rescored = o.Candidates * 2
+	}
+	return dense, &statement{lexicalQuery, []any{words, idf, cut, o.BM25K1, o.BM25B, avg, o.depth(), o.Candidates * 4, o.Candidates,
+		lang, o.fallback(), cutWords, rescored}}, nil
 }
 
-// lexicalSQL ranks topics by BM25 over their terms: $1 the query's terms, $2 their idf, $3 k1,
-// $4 b, $5 the entries' mean length, $6 how many postings of each term are read, $7 how many
-// entries are ranked, $8 how many topics. A term's postings are read best impact first
-// (retrieval_posting_impact), so a common term's are cut to its $6 best: the entries it
-// weighs most in. Scores are exact BM25 over the postings read.
+// lexicalSQL ranks topics by BM25 over their terms: $1 the query's terms, $2 their idf, $3
+// whether each is cut (in more entries than $7), $4 k1, $5 b, $6 the entries' mean length,
+// $7 how many postings of each term are read, $8 how many entries are ranked, $9 how many
+// topics, ($10 and $11 the languages, for withEntries), $12 the cut terms, $13 how many
+// entries of each first ranking are scored. A term's postings are read best impact first
+// (retrieval_posting_impact), a cut term's only its $7 best, so a common term costs no more
+// than a rare one. The entries found (the best by that first score, and the best by the
+// uncut terms alone, whose postings were all read) are then scored exactly: their postings
+// of the cut terms are looked up (retrieval_posting_entry_term). Without cut terms the first
+// score is already exact.
 const lexicalSQL = `
-WITH scored AS (
-    SELECT p.entry_id, sum(q.idf * p.tf * ($3::float8 + 1) / (p.tf + $3::float8 * (1 - $4::float8 + $4::float8 * p.lex_len / $5::float8))) AS score
-    FROM unnest($1::text[], $2::float8[]) AS q(term, idf)
+WITH hits AS (
+    SELECT p.entry_id, q.cut,
+           q.idf * p.tf * ($4::float8 + 1) / (p.tf + $4::float8 * (1 - $5::float8 + $5::float8 * p.lex_len / $6::float8)) AS w
+    FROM unnest($1::text[], $2::float8[], $3::bool[]) AS q(term, idf, cut)
     CROSS JOIN LATERAL (
         SELECT x.entry_id, x.tf, x.lex_len FROM retrieval_posting x
-        WHERE x.term = q.term ORDER BY x.impact DESC LIMIT $6
+        WHERE x.term = q.term ORDER BY x.impact DESC LIMIT $7
     ) p
-    GROUP BY p.entry_id ORDER BY score DESC LIMIT $7
+), found AS (
+    SELECT entry_id, sum(w) AS score, coalesce(sum(w) FILTER (WHERE NOT cut), 0) AS sure
+    FROM hits GROUP BY entry_id
+), candidates AS (
+    (SELECT entry_id, sure FROM found ORDER BY score DESC, entry_id LIMIT $13)
+    UNION
+    (SELECT entry_id, sure FROM found ORDER BY sure DESC, entry_id LIMIT $13)
+), rest AS (
+    SELECT p.entry_id,
+           sum(q.idf * p.tf * ($4::float8 + 1) / (p.tf + $4::float8 * (1 - $5::float8 + $5::float8 * p.lex_len / $6::float8))) AS w
+    FROM candidates c
+    JOIN retrieval_posting p ON p.entry_id = c.entry_id AND p.term = ANY($12::text[])
+    JOIN unnest($1::text[], $2::float8[]) AS q(term, idf) ON q.term = p.term
+    GROUP BY p.entry_id
+), scored AS (
+    SELECT c.entry_id, c.sure + coalesce(r.w, 0) AS score
+    FROM candidates c LEFT JOIN rest r USING (entry_id)
+    ORDER BY score DESC LIMIT $8
 )
 SELECT e.key, max(s.score) AS score
 FROM scored s JOIN retrieval_entry e ON e.id = s.entry_id
-GROUP BY e.key ORDER BY score DESC, e.key LIMIT $8`
+GROUP BY e.key ORDER BY score DESC, e.key LIMIT $9`
 
-// lexicalQuery is lexicalSQL with each topic's entry, in the language given as $9 (else $10).
-var lexicalQuery = withEntries(lexicalSQL, 9)
+// lexicalQuery is lexicalSQL with each topic's entry, in the language given as $10 (else $11).
+var lexicalQuery = withEntries(lexicalSQL, 10)
 
 // withEntries wraps a query of (key, score) rows so that each row also carries the topic's
 // entry in the language given as parameter $langParam, else in the fallback language (the
@@ -427,7 +464,8 @@ func (s *Store) indexMissingLexical(ctx context.Context) error {
 // each term's document frequency. Counting them on every search would cost more than the
 // search. A figure older than its time to live is still used while a background count
 // refreshes it, so that no search waits for a count it has made before; invalidate (after
-// the store's own writes) marks every figure old.
+// the store's own writes) marks every figure old, and forgets the terms no entry had, so
+// that a term just written is searched for at once.
 type lexStats struct {
 	mu         sync.Mutex
 	at         time.Time // when n and mean were counted; zero: never
@@ -445,16 +483,27 @@ type dfCount struct {
 }
 
 const (
-	corpusTTL   = 10 * time.Second
-	dfTTL       = time.Minute
-	maxDFCached = 200_000
+	corpusTTL = 10 * time.Second
+	dfTTL     = time.Minute
+	zeroTTL   = 5 * time.Second // a term no entry had: counted again (cheaply) before it is used after this
+	// syncCorpusBelow is the number of entries below which a write has the corpus counted
+	// again before the next search rather than in the background.
+	syncCorpusBelow = 10_000
+	maxDFCached     = 200_000
 )
 
 func (l *lexStats) invalidate() {
 	l.mu.Lock()
 	l.stale = true
+	if l.n < syncCorpusBelow {
+		l.at = time.Time{} // counted again before the next search: cheap, and a few entries change a small corpus much
+	}
 	l.gen++
 	for t, c := range l.df {
+		if c.n == 0 {
+			delete(l.df, t) // counted again before its next use: a written entry may have it now
+			continue
+		}
 		c.at = time.Time{}
 		l.df[t] = c
 	}
@@ -473,7 +522,7 @@ func (l *lexStats) get(ctx context.Context, db querier, pool querier, terms []st
 	for _, t := range terms {
 		c, ok := l.df[t]
 		switch {
-		case !ok:
+		case !ok || (c.n == 0 && now.Sub(c.at) > zeroTTL):
 			missing = append(missing, t)
 		case now.Sub(c.at) > dfTTL:
 			old = append(old, t)

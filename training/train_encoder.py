@@ -1,7 +1,10 @@
 #!/usr/bin/python3
 """Train Kefu's sentence encoder for knowledge retrieval and export it to ONNX.
 
-    /usr/bin/python3 training/train_encoder.py --out models/encoder      # the shipped model
+    # the shipped model:
+    /usr/bin/python3 training/train_encoder.py --out models/encoder --version encoder-0.1.0 --clinc ../shared/datasets/clinc150/data_full.json
+    # an encoder for your own FAQ (a file kefu kb import reads):
+    /usr/bin/python3 training/train_encoder.py --knowledge my_faq.jsonl --out var/my-encoder --version my-1
 
 A small BERT-architecture encoder (WordPiece embeddings + positions, transformer layers, masked
 mean pooling, plus a bag of pieces and a bag of hashed character n-grams, which carry typos,
@@ -9,8 +12,10 @@ unseen words and Chinese) trained with a supervised contrastive loss (InfoNCE wi
 negatives and a temperature): phrasings of the same group are pulled together, every other
 phrasing in the batch is pushed away. The groups:
 
-  - the knowledge base (--knowledge): each entry's question, title and alternative phrasings,
-    in all its languages, are one group (the search ranks phrasings of every language);
+  - the knowledge base (--knowledge: the demo's YAML, or a `kefu kb import` JSONL/CSV file):
+    each entry's question, title, alternative phrasings and the sentences of its answer, in all
+    its languages, are one group (the search ranks phrasings of every language, and customers
+    ask with the answer's words);
   - the intents (--intents): each intent's examples are one group (out_of_scope is not one:
     its examples are only negatives);
   - optionally CLINC150's training split (--clinc data_full.json): 150 English groups.
@@ -19,10 +24,10 @@ Each batch holds groups of one source, so that an intent and the knowledge entry
 about are never each other's negatives. Every phrasing is augmented each time it is drawn:
 characters dropped, swapped or repeated (typos), word pieces and n-grams dropped.
 
-Validation: by default one alternative phrasing of every (entry, language) with at least four
-is held out and searched for among the rest (recall@1/@5, as the retrieval store ranks), and
-the held-out intent test set (--intents-test), when there is one, is classified by its nearest
-intent example. Neither is trained on; --holdout 0 trains on every phrasing.
+Validation, never trained on: the held-out intent test set (--intents-test) classified by each
+message's nearest intent example, and with --holdout 4 one alternative phrasing of every
+(entry, language) with at least four, searched for among the rest (recall@1/@5, as the
+retrieval store ranks). By default every phrasing trains: they are what the store indexes.
 
 The export, in --out: model.onnx (input_ids, attention_mask[, ngram_ids] → embedding, L2-
 normalised), vocab.txt, model.json (version, max_len, dims, data hash, metrics, train_seconds)
@@ -74,7 +79,12 @@ def sentences(text, shortest=6):
 
 
 def load_knowledge(path):
-    """One group per entry key (all languages), and the answers: [(group, language, text)]."""
+    """One group per entry key (all languages), and the answers: [(group, language, text)].
+    The file is the demo's YAML, or what kefu kb import reads: JSONL or CSV rows of id,
+    question, answer and optionally language (default en), title, alternatives (a list; in CSV
+    separated by |)."""
+    if path.endswith((".jsonl", ".csv")):
+        return load_import(path)
     import yaml
     try:
         with open(path, encoding="utf-8") as f:
@@ -103,6 +113,43 @@ def load_knowledge(path):
             groups.append(g)
     if not groups:
         raise ti.DataError(f"{path}: no entry has two phrasings")
+    return groups, answers
+
+
+def load_import(path):
+    import csv
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ti.DataError(f"{path}: {e}")
+    rows = []
+    if path.endswith(".csv"):
+        for n, r in enumerate(csv.DictReader(text.splitlines()), start=2):
+            r = {(k or "").strip().lower(): (v or "").strip() for k, v in r.items()}
+            r["alternatives"] = [a.strip() for a in r.get("alternatives", "").split("|") if a.strip()]
+            rows.append((n, r))
+    else:
+        for n, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append((n, json.loads(line)))
+                except ValueError as e:
+                    raise ti.DataError(f"{path}:{n}: {e}")
+    by, answers = {}, []
+    for n, r in rows:
+        if not isinstance(r, dict) or not r.get("id") or not r.get("question"):
+            raise ti.DataError(f"{path}:{n}: want an id and a question")
+        g = by.setdefault(str(r["id"]), Group("kb:" + str(r["id"]), "kb"))
+        lang = r.get("language") or "en"
+        for q in [r["question"], r.get("title")] + list(r.get("alternatives") or []):
+            if q:
+                g.add(q, lang)
+        if r.get("answer"):
+            answers.append((g, lang, str(r["answer"])))
+    groups = [g for _, g in sorted(by.items()) if len(g.texts) >= 2]
+    if not groups:
+        raise ti.DataError(f"{path}: no entry has two phrasings (question, title, alternatives)")
     return groups, answers
 
 
@@ -354,7 +401,7 @@ def data_hash(paths):
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--knowledge", default=os.path.join(ROOT, "retrieval/demo/knowledge.yaml"),
-                    help="knowledge YAML: each entry's phrasings are one group ('' for none)")
+                    help="knowledge YAML, or a kefu kb import file (.jsonl, .csv): each entry's phrasings are one group ('' for none)")
     ap.add_argument("--intents", default=os.path.join(ROOT, "training/data/intents.yaml"),
                     help="intents YAML or CSV (text,intent[,language]): each intent's examples are one group ('' for none)")
     ap.add_argument("--intents-test", default=os.path.join(ROOT, "training/data/intents_test.csv"),
@@ -367,7 +414,7 @@ def parse_args(argv=None):
     ap.add_argument("--max-len", type=int, default=64)
     ap.add_argument("--vocab-size", type=int, default=12000)
     ap.add_argument("--ngram-buckets", type=int, default=8192, help="hashed character 3-5-gram features (0: off)")
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--groups", type=int, default=32, help="groups per batch")
     ap.add_argument("--per-group", type=int, default=4, help="phrasings drawn from each group of a batch")
     ap.add_argument("--kb-weight", type=float, default=1.0, help="share of batches from the knowledge base")
@@ -379,16 +426,19 @@ def parse_args(argv=None):
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--piece-drop", type=float, default=0.1, help="augmentation: share of pieces and n-grams dropped")
     ap.add_argument("--typo-rate", type=float, default=0.05, help="augmentation: share of characters dropped, swapped, repeated or mistyped")
-    ap.add_argument("--answers", type=int, default=0, help="1: an entry's answer sentences join its group")
+    ap.add_argument("--answers", type=int, default=1, help="1: an entry's answer sentences join its group (0: the answers only add to the vocabulary)")
     ap.add_argument("--link-intents", type=int, default=0,
                     help="1: an intent whose name is a knowledge key (_ as -) joins that entry's group")
     ap.add_argument("--center", type=int, default=1, help="1: take the training texts' mean embedding off every embedding (0: off)")
-    ap.add_argument("--holdout", type=int, default=4,
-                    help="hold one phrasing out of every (entry, language) with at least this many, for validation (0: none)")
+    ap.add_argument("--holdout", type=int, default=0,
+                    help="hold one phrasing out of every (entry, language) with at least this many, for validation "
+                         "(0: none, every phrasing trains; 4 measures how well the model finds unseen wordings)")
     ap.add_argument("--eval-every", type=int, default=500, help="steps between validation runs")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
-    ap.add_argument("--version", default="encoder-0.1.0")
+    ap.add_argument("--version", default="",
+                    help="model version, which names its vector space: a retrained model needs a new one "
+                         "(default: encoder-DATE-TIME)")
     return ap.parse_args(argv)
 
 
@@ -485,7 +535,7 @@ def export(model, tok, args, metrics, started, golden=()):
                       output_names=["embedding"], dynamic_axes=axes, opset_version=14)
     tok.save(os.path.join(args.out, "vocab.txt"))
     meta = {
-        "version": args.version,
+        "version": args.version or time.strftime("encoder-%Y%m%d-%H%M%S", time.gmtime(started)),
         "kind": "encoder",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "data_sha256": data_hash([args.knowledge, args.intents, args.clinc]),

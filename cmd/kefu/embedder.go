@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/kefu-dev/kefu/nlu"
@@ -21,8 +22,10 @@ func newEmbedder(ctx context.Context, cfg Config, classifier *nlu.Classifier) (r
 	kind := cfg.Embedder
 	if kind == "" {
 		kind = "intent"
-		if _, err := findDir(encoderDir(cfg)); err == nil {
-			kind = "encoder"
+		if dir, err := findDir(encoderDir(cfg)); err == nil {
+			if st, err := os.Stat(dir); err == nil && st.IsDir() { // findDir takes an absolute path on trust
+				kind = "encoder"
+			}
 		}
 	}
 	switch kind {

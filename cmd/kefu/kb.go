@@ -158,6 +158,7 @@ func kbCalibrate(ctx context.Context, cfg Config, queries, unanswerable, split, 
 	for i := range us {
 		us[i].Relevant = nil
 	}
+	modelDir := cfg.KBAnswerability
 	cfg.KBAnswerability = "off" // the features do not depend on it; fit from scratch
 	kb, done, err := openKB(ctx, cfg, log)
 	if err != nil {
@@ -194,7 +195,7 @@ func kbCalibrate(ctx context.Context, cfg Config, queries, unanswerable, split, 
 		return err
 	}
 	if out == "" {
-		dir := cfg.KBAnswerability
+		dir := modelDir
 		if d, err := findDir(dir); err == nil {
 			dir = d
 		}

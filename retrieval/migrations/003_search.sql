@@ -9,10 +9,13 @@ ALTER TABLE retrieval_posting
 UPDATE retrieval_posting p
 SET lex_len = e.lex_len, impact = p.tf / (p.tf + 1.2 * (0.25 + 0.75 * e.lex_len / 128.0))
 FROM retrieval_entry e WHERE e.id = p.entry_id;
--- The impact index replaces the primary key, which queries no longer use: an entry's terms
--- are distinct when they are written (retrieval.indexLexical).
+-- The impact index and an entry's terms (where a query looks up the postings of a common term
+-- it did not read, for the entries it found) replace the primary key and the entry index: an
+-- entry's terms are distinct when they are written (retrieval.indexLexical).
 ALTER TABLE retrieval_posting DROP CONSTRAINT retrieval_posting_pkey;
+DROP INDEX retrieval_posting_entry;
 CREATE INDEX retrieval_posting_impact ON retrieval_posting (term, impact DESC) INCLUDE (entry_id, tf, lex_len);
+CREATE INDEX retrieval_posting_entry_term ON retrieval_posting (entry_id, term) INCLUDE (tf, lex_len);
 -- Postings are the entries' derived index, written only with their entry: a foreign key
 -- checked on each of the millions of rows an import writes costs more than writing them. An
 -- entry's postings go with it by a trigger instead, once per statement.
