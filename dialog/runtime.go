@@ -101,6 +101,9 @@ func (t *turn) knowledge() (retrieval.Answer, error) {
 	return t.p.answer, nil
 }
 
+// flowAnswerConfidence is the knowledge confidence a flow's answer step needs.
+const flowAnswerConfidence = 0.25
+
 // answerable says whether the knowledge answer is good enough to give.
 func (t *turn) answerable(a retrieval.Answer) bool {
 	return a.Found && (!t.p.result.OutOfScope || a.Confidence >= t.e.cfg.OutOfScopeAnswerScore)
@@ -210,6 +213,12 @@ func (t *turn) run(fl *Flow, id string) error {
 			a, err := t.knowledge()
 			if err != nil {
 				return err
+			}
+			// The flow's author vouches that knowledge covers its topic: the best entry found
+			// answers unless the store is plainly unsure (half its usual confidence).
+			if !a.Found && len(a.Evidence) > 0 && a.Confidence >= flowAnswerConfidence {
+				ev := a.Evidence[0]
+				a.Found, a.Text, a.Source, a.Score = true, ev.Text, ev.Source, ev.Score
 			}
 			if a.Found {
 				err = t.say(a.Text, Meta{Sources: []retrieval.Source{a.Source}, Score: a.Score})

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/kefu-dev/kefu"
 	"github.com/kefu-dev/kefu/nlu"
 	"github.com/kefu-dev/kefu/retrieval"
 )
@@ -77,11 +78,16 @@ func loadEncoder(cfg Config) (*nlu.Encoder, error) {
 	if err := nlu.InitRuntime(ort); err != nil {
 		return nil, err
 	}
+	const hint = "train one with training/train_encoder.py, or use -embedder intent"
 	dir, err := findDir(encoderDir(cfg))
 	if err != nil {
-		return nil, fmt.Errorf("-embedder encoder: %w (train one with training/train_encoder.py, or use -embedder intent)", err)
+		return nil, fmt.Errorf("-embedder encoder: %w (%s)", err, hint)
 	}
-	return nlu.LoadEncoder(dir)
+	e, err := nlu.LoadEncoder(dir)
+	if kefu.CodeOf(err) == kefu.NotFound {
+		return nil, fmt.Errorf("-embedder encoder: %w (%s)", err, hint)
+	}
+	return e, err
 }
 
 // closeEmbedder releases what newEmbedder opened for e: a model of its own, not classifier.
