@@ -24,6 +24,7 @@ func startMain(t *testing.T) *Main {
 	_, url := pgtest.SchemaURL(t)
 	m := &Main{
 		Config: Config{Addr: "127.0.0.1:0", DatabaseURL: url, ORTLib: nlu.FindRuntime(), ModelDir: "../../models/intent", FlowsDir: "../../dialog/flows",
+			EncoderDir: "../../models/encoder", KBAnswerability: "../../models/answerability", KBFallback: "en",
 			Demo: true, KBThreshold: 0.6, EscalateAfter: 2, RouteInterval: 200 * time.Millisecond, DemoPassword: "demo-password"},
 		Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
