@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"github.com/kefu-dev/kefu/retrieval"
 	"os"
 	"strconv"
 	"time"
@@ -34,11 +35,13 @@ type Config struct {
 	// KBAnswerability is the folder of fitted answerability models, one per embedder
 	// (-kb-answerability, KEFU_KB_ANSWERABILITY); "off" answers on the cosine threshold alone.
 	KBAnswerability string
-	KBFallback      string // -kb-fallback-language, KEFU_KB_FALLBACK_LANGUAGE: an entry's language when it has none in the customer's
-	EmbedURL        string // -embed-url, KEFU_EMBED_URL; empty: LLMURL
-	EmbedAPIKey     string // KEFU_EMBED_API_KEY (environment only); empty: LLMAPIKey
-	EmbedModel      string // -embed-model, KEFU_EMBED_MODEL
-	EmbedDims       int    // -embed-dims, KEFU_EMBED_DIMS; 0: the model's own
+	KBDenseWeight   float64 // -kb-dense-weight, KEFU_KB_DENSE_WEIGHT: the dense ranking's weight in the fusion
+	KBLexWeight     float64 // -kb-lexical-weight, KEFU_KB_LEXICAL_WEIGHT: the lexical ranking's
+	KBFallback      string  // -kb-fallback-language, KEFU_KB_FALLBACK_LANGUAGE: an entry's language when it has none in the customer's
+	EmbedURL        string  // -embed-url, KEFU_EMBED_URL; empty: LLMURL
+	EmbedAPIKey     string  // KEFU_EMBED_API_KEY (environment only); empty: LLMAPIKey
+	EmbedModel      string  // -embed-model, KEFU_EMBED_MODEL
+	EmbedDims       int     // -embed-dims, KEFU_EMBED_DIMS; 0: the model's own
 
 	// The LLM that words knowledge answers (llm.go); off without LLMURL.
 	LLMURL       string        // -llm-url, KEFU_LLM_URL: an OpenAI-compatible base URL (…/v1)
@@ -105,6 +108,8 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.RouteInterval, "route-interval", envDuration("KEFU_ROUTE_INTERVAL", 2*time.Second), "how often the router looks at the queue besides when woken")
 	c.DemoPassword = envOr("KEFU_DEMO_PASSWORD", "kefu-demo-2026")
 	fs.StringVar(&c.Embedder, "embedder", os.Getenv("KEFU_EMBEDDER"), "knowledge embedder: encoder (the sentence encoder in -encoder-model), intent (the intent model's encoder) or openai (an OpenAI-compatible endpoint); empty: encoder when -encoder-model exists, else intent")
+	fs.Float64Var(&c.KBDenseWeight, "kb-dense-weight", envFloat("KEFU_KB_DENSE_WEIGHT", 1), "weight of the dense (vector) ranking in the hybrid fusion")
+	fs.Float64Var(&c.KBLexWeight, "kb-lexical-weight", envFloat("KEFU_KB_LEXICAL_WEIGHT", 1), "weight of the lexical (BM25) ranking in the hybrid fusion")
 	fs.StringVar(&c.KBFallback, "kb-fallback-language", envOr("KEFU_KB_FALLBACK_LANGUAGE", "en"),
 		"the language an answer is given in when the entry has none in the customer's")
 	fs.StringVar(&c.KBAnswerability, "kb-answerability", envOr("KEFU_KB_ANSWERABILITY", "models/answerability"),
@@ -119,4 +124,14 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.LLMMaxTokens, "llm-max-tokens", envInt("KEFU_LLM_MAX_TOKENS", 400), "longest LLM answer, in tokens (a longer one falls back to the entry's own text)")
 	fs.DurationVar(&c.LLMTimeout, "llm-timeout", envDuration("KEFU_LLM_TIMEOUT", 20*time.Second), "longest wait for an LLM answer before the entry's own text is given")
 	c.LLMAPIKey = os.Getenv("KEFU_LLM_API_KEY") // never a flag: flags show in ps
+}
+
+// search is the knowledge search the configuration asks for.
+func (c Config) search() retrieval.SearchOptions {
+	o := retrieval.DefaultSearch
+	o.Fallback = c.KBFallback
+	if c.KBDenseWeight > 0 || c.KBLexWeight > 0 {
+		o.DenseWeight, o.LexWeight = c.KBDenseWeight, c.KBLexWeight
+	}
+	return o
 }

@@ -283,7 +283,7 @@ func kbEval(ctx context.Context, cfg Config, file, mode, split string, log *slog
 	retrieval.WarmLexical()
 	var results []retrieval.EvalResult
 	for _, m := range modes {
-		o := retrieval.DefaultSearch
+		o := cfg.search()
 		o.Mode = m
 		kb.SetSearch(o)
 		r, err := kb.Evaluate(ctx, queries, func(n int) { fmt.Fprintf(os.Stderr, "\r%s: %d/%d queries", m, n, len(queries)) })

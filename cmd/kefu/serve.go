@@ -153,9 +153,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	search := retrieval.DefaultSearch
-	search.Fallback = cfg.KBFallback
-	kb.SetSearch(search)
+	kb.SetSearch(cfg.search())
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
