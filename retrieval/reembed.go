@@ -14,6 +14,9 @@ import (
 // vectors (and their index) are dropped after the switch. Entries published meanwhile get
 // vectors in both spaces.
 
+// reembedGrace is how long the old vectors outlive the switch, for searches in flight.
+const reembedGrace = 2 * time.Second
+
 // ReembedStatus is the progress of a change of embedder.
 type ReembedStatus struct {
 	From      string    `json:"from"`
@@ -92,6 +95,13 @@ func (s *Store) Reembed(ctx context.Context, next Embedder, a *Answerability) er
 	// both spaces; anything else still missing is embedded now, in the serving space.
 	if _, err := s.embedMissing(ctx, next, nil); err != nil {
 		return fail(err)
+	}
+	// Searches that began before the switch still read the old vectors: give them time to
+	// finish before the old vectors go.
+	select {
+	case <-time.After(reembedGrace):
+	case <-ctx.Done():
+		return fail(ctx.Err())
 	}
 	tag, err := s.pool.Exec(ctx, "DELETE FROM retrieval_vector WHERE embedder <> $1", next.EmbedderID())
 	if err != nil {
