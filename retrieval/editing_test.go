@@ -13,17 +13,24 @@ import (
 	"github.com/kefu-dev/kefu/retrieval"
 )
 
+// demoStore is a store on a schema of its own, seeded with the demo knowledge base.
+func demoStore(t *testing.T, enc retrieval.Embedder) *retrieval.Store {
+	t.Helper()
+	pool := pgtest.Schema(t, retrieval.Migrations())
+	kb := retrieval.NewStore(pool, enc, retrieval.DefaultThreshold, slog.New(slog.NewTextHandler(t.Output(), nil)))
+	if _, err := kb.SeedDemo(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return kb
+}
+
 // TestEditing walks an entry through the editor's life: draft, trial, publish, diff,
 // rollback, archive, and the errors on the way.
 func TestEditing(t *testing.T) {
 	t.Parallel()
 	enc := encoder(t)
-	pool := pgtest.Schema(t, retrieval.Migrations())
-	kb := retrieval.NewStore(pool, enc, retrieval.DefaultThreshold, slog.New(slog.NewTextHandler(t.Output(), nil)))
+	kb := demoStore(t, enc)
 	ctx := t.Context()
-	if _, err := kb.SeedDemo(ctx); err != nil {
-		t.Fatal(err)
-	}
 	const ed = "editor@kefu.local"
 	ask := func(q string) retrieval.Answer {
 		t.Helper()
@@ -237,12 +244,8 @@ func TestConcurrentEditors(t *testing.T) {
 func TestUsage(t *testing.T) {
 	t.Parallel()
 	enc := encoder(t)
-	pool := pgtest.Schema(t, retrieval.Migrations())
-	kb := retrieval.NewStore(pool, enc, retrieval.DefaultThreshold, slog.New(slog.NewTextHandler(t.Output(), nil)))
+	kb := demoStore(t, enc)
 	ctx := t.Context()
-	if _, err := kb.SeedDemo(ctx); err != nil {
-		t.Fatal(err)
-	}
 	log := retrieval.NewUsageLog(kb, 0)
 	runCtx, stop := context.WithCancel(t.Context())
 	go log.Run(runCtx, 10*time.Millisecond)
@@ -323,12 +326,8 @@ func (r renamed) Embed(ctx context.Context, texts []string) ([][]float32, error)
 func TestReembedWithoutDowntime(t *testing.T) {
 	t.Parallel()
 	enc := encoder(t)
-	pool := pgtest.Schema(t, retrieval.Migrations())
-	kb := retrieval.NewStore(pool, enc, retrieval.DefaultThreshold, slog.New(slog.NewTextHandler(t.Output(), nil)))
+	kb := demoStore(t, enc)
 	ctx := t.Context()
-	if _, err := kb.SeedDemo(ctx); err != nil {
-		t.Fatal(err)
-	}
 	next := renamed{Embedder: enc, id: enc.EmbedderID() + "-next", delay: 30 * time.Millisecond}
 	done := make(chan error, 1)
 	go func() { done <- kb.Reembed(ctx, next, nil) }()
