@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"runtime"
 	"slices"
@@ -209,10 +210,8 @@ func (s *Store) searchStatements(ctx context.Context, db querier, sp *space, que
 	if len(terms) == 0 {
 		return dense, nil, nil
 	}
-	list := make([]string, 0, len(terms))
-	for t := range terms {
-		list = append(list, t)
-	}
+	// In a fixed order: scores are sums in this order, and a sum's last bit can break a tie.
+	list := slices.Sorted(maps.Keys(terms))
 	n, avg, df, err := s.stats.get(ctx, db, s.pool, list)
 	if err != nil {
 		return nil, nil, kefu.E("retrieval.Search", "", err)
@@ -220,40 +219,33 @@ func (s *Store) searchStatements(ctx context.Context, db querier, sp *space, que
 	// Terms no entry has are dropped; each other one weighs its idf, and is cut when it is in
 	// more entries than are read of it.
 	words, idf, cut := list[:0], make([]float64, 0, len(list)), make([]bool, 0, len(list))
-	cutWords := []string{}
+	cutWords, cutIDF := []string{}, []float64{}
 	for _, t := range list {
 		// A term's count may be newer than the corpus's: never more entries than the corpus.
 		if d := float64(min(df[t], max(n, 1))); d > 0 {
 			words, idf = append(words, t), append(idf, math.Log(1+(float64(max(n, 1))-d+0.5)/(d+0.5)))
 			cut = append(cut, df[t] > o.depth())
 			if df[t] > o.depth() {
-				cutWords = append(cutWords, t)
+				cutWords, cutIDF = append(cutWords, t), append(cutIDF, idf[len(idf)-1])
 			}
 		}
 	}
 	if len(words) == 0 {
 		return dense, nil, nil
 	}
-	// Without cut terms every entry found is scored exactly already, and as many are ranked
-	// as before; with them, fewer are scored again (each costs a look-up per cut term).
-	rescored := o.Candidates * 4
-	if len(cutWords) > 0 {
-		rescored = o.Candidates * 2
-	}
 	return dense, &statement{lexicalQuery, []any{words, idf, cut, o.BM25K1, o.BM25B, avg, o.depth(), o.Candidates * 4, o.Candidates,
-		lang, o.fallback(), cutWords, rescored}}, nil
+		lang, o.fallback(), cutWords, cutIDF}}, nil
 }
 
 // lexicalSQL ranks topics by BM25 over their terms: $1 the query's terms, $2 their idf, $3
 // whether each is cut (in more entries than $7), $4 k1, $5 b, $6 the entries' mean length,
 // $7 how many postings of each term are read, $8 how many entries are ranked, $9 how many
-// topics, ($10 and $11 the languages, for withEntries), $12 the cut terms, $13 how many
-// entries of each first ranking are scored. A term's postings are read best impact first
-// (retrieval_posting_impact), a cut term's only its $7 best, so a common term costs no more
-// than a rare one. The entries found (the best by that first score, and the best by the
+// topics, ($10 and $11 the languages, for withEntries), $12 the cut terms and $13 their
+// idf. A term's postings are read best impact first (retrieval_posting_impact), a cut term's
+// only its $7 best, so a common term costs no more than a rare one. The entries found (the best by that first score, and the best by the
 // uncut terms alone, whose postings were all read) are then scored exactly: their postings
-// of the cut terms are looked up (retrieval_posting_entry_term). Without cut terms the first
-// score is already exact.
+// of the cut terms are looked up one by one (retrieval_posting_entry_term). Without cut
+// terms the first score is already exact.
 const lexicalSQL = `
 WITH hits AS (
     SELECT p.entry_id, q.cut,
@@ -267,16 +259,19 @@ WITH hits AS (
     SELECT entry_id, sum(w) AS score, coalesce(sum(w) FILTER (WHERE NOT cut), 0) AS sure
     FROM hits GROUP BY entry_id
 ), candidates AS (
-    (SELECT entry_id, sure FROM found ORDER BY score DESC, entry_id LIMIT $13)
+    (SELECT entry_id, sure FROM found ORDER BY score DESC, entry_id LIMIT $8)
     UNION
-    (SELECT entry_id, sure FROM found ORDER BY sure DESC, entry_id LIMIT $13)
+    (SELECT entry_id, sure FROM found ORDER BY sure DESC, entry_id LIMIT $8)
 ), rest AS (
-    SELECT p.entry_id,
+    SELECT c.entry_id,
            sum(q.idf * p.tf * ($4::float8 + 1) / (p.tf + $4::float8 * (1 - $5::float8 + $5::float8 * p.lex_len / $6::float8))) AS w
     FROM candidates c
-    JOIN retrieval_posting p ON p.entry_id = c.entry_id AND p.term = ANY($12::text[])
-    JOIN unnest($1::text[], $2::float8[]) AS q(term, idf) ON q.term = p.term
-    GROUP BY p.entry_id
+    CROSS JOIN unnest($12::text[], $13::float8[]) AS q(term, idf)
+    CROSS JOIN LATERAL (
+        SELECT x.tf, x.lex_len FROM retrieval_posting x WHERE x.entry_id = c.entry_id AND x.term = q.term
+        LIMIT 1 -- there is one; the limit keeps the planner from joining the term's whole list instead
+    ) p
+    GROUP BY c.entry_id
 ), scored AS (
     SELECT c.entry_id, c.sure + coalesce(r.w, 0) AS score
     FROM candidates c LEFT JOIN rest r USING (entry_id)

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -449,7 +450,8 @@ func newFAQGen(seed uint64) (*faqGen, error) {
 	// The Zipf draws rank topics and sentences in a shuffled order, so the common ones are
 	// not simply the file's first.
 	g.rng.Shuffle(len(g.topics), func(i, j int) { g.topics[i], g.topics[j] = g.topics[j], g.topics[i] })
-	for lang, s := range g.sentences {
+	for _, lang := range slices.Sorted(maps.Keys(g.sentences)) { // in a fixed order: the draws depend on it
+		s := g.sentences[lang]
 		g.rng.Shuffle(len(s), func(i, j int) { s[i], s[j] = s[j], s[i] })
 		g.sentZipf[lang] = rand.NewZipf(g.rng, 1.1, 1, uint64(len(s)-1))
 	}
