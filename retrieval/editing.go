@@ -476,39 +476,21 @@ func (s *Store) embedEntries(ctx context.Context, tx pgx.Tx, ids []int64) error 
 	if err != nil {
 		return err
 	}
-	type todo struct {
-		id        int64
-		phrasings []string
-	}
-	var list []todo
-	var texts []string
-	for rows.Next() {
-		var id int64
-		var kind, title, question, answer string
-		var alts []string
-		if err := rows.Scan(&id, &kind, &title, &question, &alts, &answer); err != nil {
-			rows.Close()
-			return err
-		}
-		ph := phrasings(kind, title, question, alts, answer)
-		list = append(list, todo{id, ph})
-		texts = append(texts, ph...)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	list, err := scanTodos(rows)
+	if err != nil {
 		return err
+	}
+	var texts []string
+	for _, t := range list {
+		texts = append(texts, t.phrasings...)
 	}
 	b := &pgx.Batch{}
 	b.Queue("DELETE FROM retrieval_vector WHERE entry_id = ANY($1)", ids)
 	// The serving embedder's vectors, and while a re-embedding runs, its target's too.
 	for _, e := range s.embedders() {
-		vecs := make([][]float32, 0, len(texts))
-		for i := 0; i < len(texts); i += 64 {
-			v, err := e.Embed(ctx, texts[i:min(i+64, len(texts))])
-			if err != nil {
-				return kefu.E("retrieval.embed", kefu.Internal, err)
-			}
-			vecs = append(vecs, v...)
+		vecs, err := e.Embed(ctx, texts) // embedders run their own batches
+		if err != nil {
+			return kefu.E("retrieval.embed", kefu.Internal, err)
 		}
 		at := 0
 		for _, t := range list {

@@ -34,6 +34,23 @@ type embedTodo struct {
 	phrasings []string
 }
 
+// scanTodos reads rows of (id, kind, title, question, alternates, answer) into the entries'
+// phrasings to embed.
+func scanTodos(rows pgx.Rows) ([]embedTodo, error) {
+	defer rows.Close()
+	var list []embedTodo
+	for rows.Next() {
+		var id int64
+		var kind, title, question, answer string
+		var alts []string
+		if err := rows.Scan(&id, &kind, &title, &question, &alts, &answer); err != nil {
+			return nil, err
+		}
+		list = append(list, embedTodo{id, phrasings(kind, title, question, alts, answer)})
+	}
+	return list, rows.Err()
+}
+
 // embedMissing embeds, with e, every entry that has no vectors of e (replacing only e's
 // vectors: others keep serving until they are dropped), calling progress with the number of
 // entries done and the total.
@@ -50,23 +67,13 @@ ORDER BY id`
 	if err != nil {
 		return 0, kefu.E(op, kefu.Unavailable, err)
 	}
-	var list []embedTodo
-	n := 0
-	for rows.Next() {
-		var id int64
-		var kind, title, question, answer string
-		var alts []string
-		if err := rows.Scan(&id, &kind, &title, &question, &alts, &answer); err != nil {
-			rows.Close()
-			return 0, kefu.E(op, kefu.Unavailable, err)
-		}
-		t := embedTodo{id, phrasings(kind, title, question, alts, answer)}
-		list = append(list, t)
-		n += len(t.phrasings)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	list, err := scanTodos(rows)
+	if err != nil {
 		return 0, kefu.E(op, kefu.Unavailable, err)
+	}
+	n := 0
+	for _, t := range list {
+		n += len(t.phrasings)
 	}
 	rebuild := false
 	if embedderDim(e) > 0 && n >= bulkVectors {

@@ -367,14 +367,12 @@ ORDER BY at DESC LIMIT 2000`, days)
 	for i, w := range ws {
 		texts[i] = w.text
 	}
-	var vecs [][]float32
-	e := s.space().embedder
-	for i := 0; i < len(texts); i += 64 {
-		v, err := e.Embed(ctx, texts[i:min(i+64, len(texts))])
-		if err != nil {
-			return nil, kefu.E(op, kefu.Internal, err)
-		}
-		vecs = append(vecs, v...)
+	if len(texts) == 0 {
+		return nil, nil
+	}
+	vecs, err := s.space().embedder.Embed(ctx, texts) // embedders run their own batches
+	if err != nil {
+		return nil, kefu.E(op, kefu.Internal, err)
 	}
 	var gaps []Gap
 	var heads []int // index in ws of each gap's first wording
