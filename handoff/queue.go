@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -16,9 +17,26 @@ import (
 type Request struct {
 	SessionID int64
 	Language  string
-	Reason    string // "customer_asked", "low_confidence", …: shown to the agent
-	Priority  int    // higher first
+	Channel   string  // "web", "webhook", …: agents may have a capacity per channel
+	Reason    string  // "customer_asked", "low_confidence", …: shown to the agent
+	Priority  int     // higher first; FIFO within a priority
+	Group     string  // the skill group asked for by name; "" routes by language and profile
+	Profile   Profile // who the customer is, as far as the site vouched for it
 }
+
+// Profile is what the embedding site tells about a customer. Routing uses only verified
+// profiles (signed by the site), so a customer cannot make themselves a VIP.
+type Profile struct {
+	Name     string `json:"name,omitempty"`
+	Email    string `json:"email,omitempty"`
+	Tier     string `json:"tier,omitempty"`    // "vip", "standard", …
+	Region   string `json:"region,omitempty"`  // "cn", "eu", …
+	Product  string `json:"product,omitempty"` // the product the customer uses
+	Verified bool   `json:"verified"`
+}
+
+// VIP reports whether a verified profile is in the VIP tier.
+func (p Profile) VIP() bool { return p.Verified && strings.EqualFold(p.Tier, "vip") }
 
 // Assignment is a conversation given to an agent.
 type Assignment struct {
