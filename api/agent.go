@@ -193,20 +193,22 @@ func (s *Server) assignmentFrame(ctx context.Context, a handoff.Assignment) (gin
 	return gin.H{"type": "assigned", "assignment": a, "session": sess, "messages": nonNilMessages(msgs)}, nil
 }
 
-// OnAssigned is the router's callback after a conversation is given to an agent: the agent
-// gets it with the whole transcript, and the customer learns that a person has joined.
-func (s *Server) OnAssigned(ctx context.Context, a handoff.Assignment) {
-	f, err := s.assignmentFrame(ctx, a)
-	if err != nil {
-		s.log.ErrorContext(ctx, "could not load an assigned conversation", "session_id", a.SessionID, "err", err)
-		return
+// OnAssigned is the router's callback after conversations are given to agents: each agent
+// gets theirs with the whole transcript, and each customer learns that a person has joined.
+func (s *Server) OnAssigned(ctx context.Context, as []handoff.Assignment) {
+	for _, a := range as {
+		f, err := s.assignmentFrame(ctx, a)
+		if err != nil {
+			s.log.ErrorContext(ctx, "could not load an assigned conversation", "session_id", a.SessionID, "err", err)
+			continue
+		}
+		s.Broker.Publish(agentTopic(a.AgentID), mustJSON(f))
+		msgs, _ := f["messages"].([]dialog.Message)
+		if n := len(msgs); n > 0 && msgs[n-1].Meta.Event == "agent_joined" {
+			s.Broker.Publish(sessionTopic(a.SessionID), mustJSON(gin.H{"type": "message", "message": msgs[n-1]}))
+		}
+		s.Broker.Publish(sessionTopic(a.SessionID), mustJSON(gin.H{"type": "state", "state": dialog.StateAgent}))
 	}
-	s.Broker.Publish(agentTopic(a.AgentID), mustJSON(f))
-	msgs, _ := f["messages"].([]dialog.Message)
-	if n := len(msgs); n > 0 && msgs[n-1].Meta.Event == "agent_joined" {
-		s.Broker.Publish(sessionTopic(a.SessionID), mustJSON(gin.H{"type": "message", "message": msgs[n-1]}))
-	}
-	s.Broker.Publish(sessionTopic(a.SessionID), mustJSON(gin.H{"type": "state", "state": dialog.StateAgent}))
 }
 
 func (s *Server) agentReply(ctx context.Context, cn *conn, agentID int64, f frame) error {

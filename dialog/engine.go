@@ -2,6 +2,7 @@ package dialog
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
@@ -36,6 +37,11 @@ type Answerer interface {
 type Escalator interface {
 	Enqueue(ctx context.Context, tx pgx.Tx, r handoff.Request) (bool, error)
 	Close(ctx context.Context, tx pgx.Tx, sessionID int64, disposition string) (bool, error)
+	Abandon(ctx context.Context, tx pgx.Tx, sessionID int64) (bool, error)
+	// Hold locks the session's open request: taken before the session's own lock by everything
+	// that changes both, as the router does, so that the two never wait on each other.
+	Hold(ctx context.Context, tx pgx.Tx, sessionID int64) error
+	Responded(ctx context.Context, tx pgx.Tx, agentID, sessionID int64) error
 }
 
 // Config tunes the engine.
@@ -351,6 +357,9 @@ func (e *Engine) AgentReply(ctx context.Context, agentID, sessionID int64, clien
 	var out Message
 	var dup bool
 	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		if err := e.esc.Hold(ctx, tx, sessionID); err != nil {
+			return err
+		}
 		s, err := e.lockOwned(ctx, tx, op, agentID, sessionID)
 		if err != nil {
 			return err
@@ -361,6 +370,9 @@ func (e *Engine) AgentReply(ctx context.Context, agentID, sessionID int64, clien
 			}
 		}
 		if out, err = addMessage(ctx, tx, &s, Message{Role: RoleAgent, AgentID: agentID, ClientID: clientID, Body: body}); err != nil {
+			return err
+		}
+		if err := e.esc.Responded(ctx, tx, agentID, sessionID); err != nil {
 			return err
 		}
 		return saveSession(ctx, tx, s)
@@ -380,6 +392,9 @@ func (e *Engine) CloseByAgent(ctx context.Context, agentID, sessionID int64, dis
 	}
 	var out Message
 	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		if err := e.esc.Hold(ctx, tx, sessionID); err != nil {
+			return err
+		}
 		s, err := e.lockOwned(ctx, tx, op, agentID, sessionID)
 		if err != nil {
 			return err
@@ -388,7 +403,9 @@ func (e *Engine) CloseByAgent(ctx context.Context, agentID, sessionID int64, dis
 			return err
 		}
 		s.State, s.AgentID, s.LowConfidence = StateBot, 0, 0
-		out, err = addMessage(ctx, tx, &s, Message{Role: RoleSystem, Body: text(s.Language, "agent_closed"), Meta: Meta{Event: "agent_closed"}})
+		// The customer is asked to rate the person's help (Meta.Survey: the widget shows it).
+		out, err = addMessage(ctx, tx, &s, Message{Role: RoleSystem, Body: text(s.Language, "agent_closed"),
+			Meta: Meta{Event: "agent_closed", Survey: true}})
 		if err != nil {
 			return err
 		}
@@ -412,19 +429,71 @@ func (e *Engine) lockOwned(ctx context.Context, tx pgx.Tx, op string, agentID, s
 	return s, nil
 }
 
-// Assigned is handoff's AssignHook: inside the routing transaction, the session passes to the
-// agent and the customer is told.
-func (e *Engine) Assigned(ctx context.Context, tx pgx.Tx, a handoff.Assignment) error {
-	s, err := lockSession(ctx, tx, a.SessionID)
+// Assigned is handoff's Owner hook: inside the routing transaction, the sessions pass to their
+// agents and each customer is told, in one statement for the whole batch.
+func (e *Engine) Assigned(ctx context.Context, tx pgx.Tx, as []handoff.Assignment) error {
+	ids, agents, bodies := make([]int64, len(as)), make([]int64, len(as)), make([]string, len(as))
+	for i, a := range as {
+		ids[i], agents[i], bodies[i] = a.SessionID, a.AgentID, text(a.Language, "agent_joined")
+	}
+	meta, _ := json.Marshal(Meta{Event: "agent_joined"})
+	return e.passSessions(ctx, tx, "dialog.Assigned", StateAgent, ids, agents, bodies, meta)
+}
+
+// Requeued is handoff's Owner hook for conversations that go back to waiting: an offer that
+// lapsed, or a transfer to a group. The customer is told that they are waiting again.
+func (e *Engine) Requeued(ctx context.Context, tx pgx.Tx, sessionIDs []int64) error {
+	agents, bodies := make([]int64, len(sessionIDs)), make([]string, len(sessionIDs))
+	meta, _ := json.Marshal(Meta{Event: "requeued"})
+	return e.passSessions(ctx, tx, "dialog.Requeued", StateQueued, sessionIDs, agents, bodies, meta)
+}
+
+func (e *Engine) passSessions(ctx context.Context, tx pgx.Tx, op, state string, ids, agents []int64, bodies []string, meta []byte) error {
+	const q = `
+WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS v(id, agent, body)),
+s AS (
+    UPDATE dialog_session d SET state = $4, agent_id = nullif(v.agent, 0), last_seq = d.last_seq + 1, updated_at = now()
+    FROM v WHERE d.id = v.id
+    RETURNING d.id, d.last_seq, d.language, v.body
+)
+INSERT INTO dialog_message (session_id, seq, role, body, meta)
+SELECT s.id, s.last_seq, 'system', CASE WHEN s.body <> '' THEN s.body WHEN s.language LIKE 'zh%' THEN $6 ELSE $7 END, $5 FROM s`
+	if _, err := tx.Exec(ctx, q, ids, agents, bodies, state, meta, text("zh", "requeued"), text("en", "requeued")); err != nil {
+		return kefu.E(op, kefu.Unavailable, err)
+	}
+	return nil
+}
+
+// Abandon is the customer who stops waiting for a person: the request is recorded as
+// abandoned and the bot takes the conversation back. It returns the system message it wrote.
+func (e *Engine) Abandon(ctx context.Context, sessionID int64) (Message, error) {
+	const op = "dialog.Abandon"
+	var out Message
+	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		if err := e.esc.Hold(ctx, tx, sessionID); err != nil {
+			return err
+		}
+		s, err := lockSession(ctx, tx, sessionID)
+		if err != nil {
+			return err
+		}
+		if s.State != StateQueued {
+			return kefu.Errorf(op, kefu.Conflict, "the conversation is not waiting for a person")
+		}
+		if _, err := e.esc.Abandon(ctx, tx, s.ID); err != nil {
+			return err
+		}
+		s.State, s.AgentID, s.LowConfidence = StateBot, 0, 0
+		if out, err = addMessage(ctx, tx, &s, Message{Role: RoleSystem, Body: text(s.Language, "abandoned"),
+			Meta: Meta{Event: "abandoned"}}); err != nil {
+			return err
+		}
+		return saveSession(ctx, tx, s)
+	})
 	if err != nil {
-		return err
+		return Message{}, kefu.E(op, "", err)
 	}
-	s.State, s.AgentID = StateAgent, a.AgentID
-	if _, err := addMessage(ctx, tx, &s, Message{Role: RoleSystem, Body: text(s.Language, "agent_joined"),
-		Meta: Meta{Event: "agent_joined"}}); err != nil {
-		return err
-	}
-	return saveSession(ctx, tx, s)
+	return out, nil
 }
 
 // clearLanguage says whether a message shows its language well enough to switch the

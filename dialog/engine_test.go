@@ -81,9 +81,10 @@ func TestEngine(t *testing.T) {
 		if err := b.agents.SetStatus(t.Context(), ag.ID, handoff.Online); err != nil {
 			t.Fatal(err)
 		}
-		a, ok, err := b.queue.AssignNext(t.Context(), b.engine.Assigned)
-		if err != nil || !ok || a.SessionID != s.ID {
-			t.Fatalf("AssignNext = %+v, %v, %v", a, ok, err)
+		b.queue.SetOwner(b.engine, nil)
+		as, err := b.queue.Route(t.Context())
+		if err != nil || len(as) != 1 || as[0].SessionID != s.ID {
+			t.Fatalf("Route = %+v, %v", as, err)
 		}
 		if r := say(t, b, s, "我的订单到哪了"); len(r.Replies) != 0 || r.Session.State != dialog.StateAgent {
 			t.Fatalf("bot spoke while an agent owns the session: %+v", r.Replies)

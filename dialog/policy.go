@@ -310,9 +310,17 @@ var texts = map[string]map[string]string{
 		"zh": "人工客服已接入，请问有什么可以帮您？",
 		"en": "A human agent has joined the conversation.",
 	},
+	"requeued": {
+		"zh": "正在为您转接其他客服，请稍候。",
+		"en": "We're connecting you to another agent, please hold on.",
+	},
+	"abandoned": {
+		"zh": "已取消排队。如有其他问题，可以继续问我。",
+		"en": "You've left the queue. I'm here if you need anything else.",
+	},
 	"agent_closed": {
-		"zh": "人工客服已结束本次服务。如有其他问题，可以继续问我。",
-		"en": "The agent has closed this conversation. I'm here if you need anything else.",
+		"zh": "人工客服已结束本次服务，请为本次服务评分。如有其他问题，可以继续问我。",
+		"en": "The agent has closed this conversation. How did we do? I'm here if you need anything else.",
 	},
 }
 

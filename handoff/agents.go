@@ -188,7 +188,7 @@ func (a *Agents) SetStatus(ctx context.Context, agentID int64, status string) er
 	if status != Online && status != Away && status != Offline {
 		return kefu.Errorf(op, kefu.Invalid, "status must be online, away or offline")
 	}
-	tag, err := a.pool.Exec(ctx, "UPDATE handoff_agent SET status = $2, last_seen = $3 WHERE id = $1", agentID, status, a.now())
+	tag, err := a.pool.Exec(ctx, "UPDATE handoff_agent SET status = $2, last_seen = $3, auto_away = false WHERE id = $1", agentID, status, a.now())
 	if err != nil {
 		return kefu.E(op, kefu.Unavailable, err)
 	}

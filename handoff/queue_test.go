@@ -58,8 +58,8 @@ func TestQueue(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
 		b.enqueue(t, handoff.Request{SessionID: 1, Language: "zh", Reason: "customer_asked"})
-		if _, ok, err := b.queue.AssignNext(t.Context(), nil); ok || err != nil {
-			t.Fatalf("AssignNext with no agent = %v, %v", ok, err)
+		if as, err := b.queue.Route(t.Context()); len(as) != 0 || err != nil {
+			t.Fatalf("Route with no agent = %v, %v", as, err)
 		}
 		if pos, err := b.queue.Position(t.Context(), 1); pos != 1 || err != nil {
 			t.Fatalf("Position = %d, %v; want 1", pos, err)
@@ -83,13 +83,13 @@ func TestQueue(t *testing.T) {
 		en := b.agent(t, "en@x.io", 5, "en")
 		zh := b.agent(t, "zh@x.io", 5, "zh")
 		b.enqueue(t, handoff.Request{SessionID: 1, Language: "zh", Reason: "r"})
-		a, ok, err := b.queue.AssignNext(t.Context(), nil)
-		if err != nil || !ok || a.AgentID != zh.ID {
-			t.Fatalf("zh request went to %d (%v, %v), want %d", a.AgentID, ok, err, zh.ID)
+		as, err := b.queue.Route(t.Context())
+		if err != nil || len(as) != 1 || as[0].AgentID != zh.ID {
+			t.Fatalf("zh request went to %+v (%v), want %d", as, err, zh.ID)
 		}
 		b.enqueue(t, handoff.Request{SessionID: 2, Language: "en", Reason: "r"})
-		if a, _, _ := b.queue.AssignNext(t.Context(), nil); a.AgentID != en.ID {
-			t.Fatalf("en request went to %d, want %d", a.AgentID, en.ID)
+		if as, _ := b.queue.Route(t.Context()); len(as) != 1 || as[0].AgentID != en.ID {
+			t.Fatalf("en request went to %+v, want %d", as, en.ID)
 		}
 	})
 
@@ -98,11 +98,10 @@ func TestQueue(t *testing.T) {
 		b := setup(t)
 		b.agent(t, "a@x.io", 5)
 		b.enqueue(t, handoff.Request{SessionID: 3, Reason: "r"})
-		_, ok, err := b.queue.AssignNext(t.Context(), func(context.Context, pgx.Tx, handoff.Assignment) error {
-			return kefu.Errorf("test", kefu.Unavailable, "down")
-		})
-		if ok || kefu.CodeOf(err) != kefu.Unavailable {
-			t.Fatalf("AssignNext with failing hook = %v, %v", ok, err)
+		b.queue.SetOwner(failingOwner{}, nil)
+		as, err := b.queue.Route(t.Context())
+		if len(as) != 0 || kefu.CodeOf(err) != kefu.Unavailable {
+			t.Fatalf("Route with failing owner = %v, %v", as, err)
 		}
 		if pos, _ := b.queue.Position(t.Context(), 3); pos != 1 {
 			t.Fatalf("request not queued after failed hook: position %d", pos)
@@ -127,19 +126,21 @@ func TestQueue(t *testing.T) {
 		for range 6 {
 			wg.Go(func() {
 				for {
-					a, ok, err := b.queue.AssignNext(context.Background(), nil)
+					as, err := b.queue.Route(context.Background())
 					if err != nil {
 						t.Error(err)
 						return
 					}
-					if !ok {
+					if len(as) == 0 {
 						return
 					}
 					mu.Lock()
-					if prev, dup := got[a.SessionID]; dup {
-						t.Errorf("session %d assigned to %d and %d", a.SessionID, prev, a.AgentID)
+					for _, a := range as {
+						if prev, dup := got[a.SessionID]; dup {
+							t.Errorf("session %d assigned to %d and %d", a.SessionID, prev, a.AgentID)
+						}
+						got[a.SessionID] = a.AgentID
 					}
-					got[a.SessionID] = a.AgentID
 					mu.Unlock()
 				}
 			})
@@ -192,4 +193,14 @@ func TestAgents(t *testing.T) {
 	if err := b.agents.SetStatus(t.Context(), 999999, handoff.Online); kefu.CodeOf(err) != kefu.NotFound {
 		t.Fatalf("unknown agent: %v, want not_found", err)
 	}
+}
+
+type failingOwner struct{}
+
+func (failingOwner) Assigned(context.Context, pgx.Tx, []handoff.Assignment) error {
+	return kefu.Errorf("test", kefu.Unavailable, "down")
+}
+
+func (failingOwner) Requeued(context.Context, pgx.Tx, []int64) error {
+	return kefu.Errorf("test", kefu.Unavailable, "down")
 }

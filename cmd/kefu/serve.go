@@ -195,7 +195,8 @@ func (m *Main) Run(ctx context.Context) error {
 			m.Log.Error("http server stopped", "err", err)
 		}
 	})
-	m.wg.Go(func() { queue.Run(loops, cfg.RouteInterval, engine.Assigned, m.server.OnAssigned) })
+	queue.SetOwner(engine, m.server.OnAssigned)
+	m.wg.Go(func() { queue.Run(loops, cfg.RouteInterval) })
 	m.wg.Go(func() { m.sweep(loops, engine, cfg.SweepInterval) })
 	m.wg.Go(func() { usage.Run(loops, time.Second) })
 	if reembed != nil {
