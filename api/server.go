@@ -33,6 +33,7 @@ type Deps struct {
 	Engine *dialog.Engine
 	Queue  *handoff.Queue
 	Agents *handoff.Agents
+	Desk   *handoff.Desk
 	KB     *retrieval.Store
 	Broker Broker // nil: an in-process Hub
 	Log    *slog.Logger
@@ -87,6 +88,8 @@ func (s *Server) Handler() http.Handler {
 	api.GET("/agent/sessions/:id/messages", s.agentAuth, s.requireRole(handoff.RoleAgent, handoff.RoleSupervisor), s.agentMessages)
 
 	s.editorRoutes(r)
+	s.deskRoutes(r)
+	s.supervisorRoutes(r)
 
 	r.GET("/ws/customer", s.customerWS)
 	r.GET("/ws/agent", s.agentWS)
@@ -95,6 +98,7 @@ func (s *Server) Handler() http.Handler {
 	r.GET("/", func(c *gin.Context) { c.FileFromFS("/", http.FS(web)) })
 	r.GET("/agent", func(c *gin.Context) { c.FileFromFS("agent.html", http.FS(web)) })
 	r.GET("/editor", func(c *gin.Context) { c.FileFromFS("editor.html", http.FS(web)) })
+	r.GET("/supervisor", func(c *gin.Context) { c.FileFromFS("supervisor.html", http.FS(web)) })
 	r.GET("/static/*file", func(c *gin.Context) { c.FileFromFS(c.Param("file"), http.FS(web)) })
 	if s.DemoShop != nil {
 		r.Any("/demo/*path", gin.WrapH(s.DemoShop))

@@ -118,13 +118,13 @@ ORDER BY r.queued_at LIMIT 50`, now)
 
 // Stats are the service metrics of a set of conversations handed to people.
 type Stats struct {
-	Key          string  `json:"key"`           // the agent's or group's name, or the day
-	ID           int64   `json:"id,omitempty"`  // the agent's or group's id
-	Escalated    int     `json:"escalated"`     // requests made
-	Assigned     int     `json:"assigned"`      // taken by a person
-	Closed       int     `json:"closed"`        //
-	Abandoned    int     `json:"abandoned"`     // customers who stopped waiting
-	Transferred  int     `json:"transferred"`   // conversations transferred at least once
+	Key          string  `json:"key"`          // the agent's or group's name, or the day
+	ID           int64   `json:"id,omitempty"` // the agent's or group's id
+	Escalated    int     `json:"escalated"`    // requests made
+	Assigned     int     `json:"assigned"`     // taken by a person
+	Closed       int     `json:"closed"`       //
+	Abandoned    int     `json:"abandoned"`    // customers who stopped waiting
+	Transferred  int     `json:"transferred"`  // conversations transferred at least once
 	AvgWait      float64 `json:"avg_wait_seconds"`
 	P90Wait      float64 `json:"p90_wait_seconds"`
 	AvgFRT       float64 `json:"avg_first_response_seconds"` // enqueue → the agent's first reply

@@ -181,7 +181,7 @@ func (m *Main) Run(ctx context.Context) error {
 		Vars: vars, Usage: usage.Add,
 		Related: func(key, lang string) []string { return kb.RelatedCached(key, lang, 3) },
 	}, m.Log)
-	deps := api.Deps{Pool: pool, Engine: engine, Queue: queue, Agents: agents, KB: kb, Log: m.Log}
+	deps := api.Deps{Pool: pool, Engine: engine, Queue: queue, Agents: agents, Desk: handoff.NewDesk(pool), KB: kb, Log: m.Log}
 	if cfg.Demo {
 		deps.DemoShop = demoshop.New(secret, m.Log).Handler()
 	}
