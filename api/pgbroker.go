@@ -1,0 +1,213 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// PGBroker is the Broker of several instances on one database: a frame goes to this
+// instance's subscribers at once and, through PostgreSQL NOTIFY, to the other instances',
+// which deliver it to theirs. Frames are sent in batches, one statement per batch; a frame
+// larger than a notification may carry is sent in pieces, put together by the receivers.
+// Delivery is at most once: a frame lost with a connection is what clients' resume (by seq)
+// recovers.
+type PGBroker struct {
+	hub  *Hub
+	pool *pgxpool.Pool
+	log  *slog.Logger
+	id   string // this instance, so that it skips its own notifications
+	out  chan outFrame
+	seq  atomic.Uint64
+
+	mu      sync.Mutex
+	partial map[string]*pieces // frame id → the pieces received so far
+	// Dropped counts frames not sent to other instances because the outbox was full.
+	Dropped atomic.Int64
+}
+
+type outFrame struct{ topic, frame string }
+
+type pieces struct {
+	parts []string
+	got   int
+	at    time.Time
+}
+
+// BrokerChannel is the PostgreSQL channel frames travel on.
+const BrokerChannel = "kefu_frames"
+
+// maxPayload keeps a notification under PostgreSQL's 8000-byte limit with room for the header.
+const maxPayload = 7600
+
+// NewPGBroker returns a broker over the pool; Run must be running for frames to cross
+// instances.
+func NewPGBroker(pool *pgxpool.Pool, log *slog.Logger) *PGBroker {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return &PGBroker{hub: NewHub(), pool: pool, log: log.With("component", "broker"), id: hex.EncodeToString(b),
+		out: make(chan outFrame, 8192), partial: map[string]*pieces{}}
+}
+
+// Publish delivers frame to this instance's subscribers and queues it for the others. It
+// never blocks.
+func (b *PGBroker) Publish(topic string, frame []byte) {
+	b.hub.Publish(topic, frame)
+	select {
+	case b.out <- outFrame{topic, string(frame)}:
+	default:
+		b.Dropped.Add(1)
+	}
+}
+
+// Subscribe adds s to topic on this instance.
+func (b *PGBroker) Subscribe(topic string, s Subscriber) func() { return b.hub.Subscribe(topic, s) }
+
+// Run sends queued frames and receives the other instances' until ctx ends, reconnecting
+// when the database goes away.
+func (b *PGBroker) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Go(func() { b.send(ctx) })
+	wg.Go(func() { b.listen(ctx) })
+	wg.Wait()
+}
+
+// Payload: "<instance> <frame id> <piece>/<pieces> <topic> <text>".
+func (b *PGBroker) payloads(f outFrame) []string {
+	id := strconv.FormatUint(b.seq.Add(1), 36)
+	// Pieces end on rune boundaries: each notification must be valid UTF-8 on its own.
+	var texts []string
+	for text := f.frame; ; {
+		if len(text) <= maxPayload {
+			texts = append(texts, text)
+			break
+		}
+		end := maxPayload
+		for end > 0 && !utf8.RuneStart(text[end]) {
+			end--
+		}
+		texts, text = append(texts, text[:end]), text[end:]
+	}
+	out := make([]string, len(texts))
+	for i, t := range texts {
+		out[i] = fmt.Sprintf("%s %s %d/%d %s %s", b.id, id, i+1, len(texts), f.topic, t)
+	}
+	return out
+}
+
+func (b *PGBroker) send(ctx context.Context) {
+	for {
+		var batch []string
+		select {
+		case <-ctx.Done():
+			return
+		case f := <-b.out:
+			batch = append(batch, b.payloads(f)...)
+		}
+	more:
+		for len(batch) < 256 {
+			select {
+			case f := <-b.out:
+				batch = append(batch, b.payloads(f)...)
+			default:
+				break more
+			}
+		}
+		for attempt := 0; ; attempt++ {
+			_, err := b.pool.Exec(ctx, "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS u(p, i) ORDER BY i",
+				BrokerChannel, batch)
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+			if attempt == 3 {
+				b.log.WarnContext(ctx, "frames not sent to other instances", "frames", len(batch), "err", err)
+				break
+			}
+			time.Sleep(time.Duration(100<<attempt) * time.Millisecond)
+		}
+	}
+}
+
+func (b *PGBroker) listen(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := func() error {
+			c, err := b.pool.Acquire(ctx)
+			if err != nil {
+				return err
+			}
+			defer c.Release()
+			if _, err := c.Exec(ctx, "LISTEN "+BrokerChannel); err != nil {
+				return err
+			}
+			for {
+				n, err := c.Conn().WaitForNotification(ctx)
+				if err != nil {
+					c.Conn().Close(context.Background()) //nolint:errcheck // a listening conn is not reused
+					return err
+				}
+				b.receive(n.Payload)
+			}
+		}()
+		if ctx.Err() != nil {
+			return
+		}
+		b.log.WarnContext(ctx, "broker lost its connection; reconnecting", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (b *PGBroker) receive(payload string) {
+	parts := strings.SplitN(payload, " ", 5)
+	if len(parts) != 5 || parts[0] == b.id {
+		return
+	}
+	var i, n int
+	if _, err := fmt.Sscanf(parts[2], "%d/%d", &i, &n); err != nil || i < 1 || i > n || n > 1024 {
+		return
+	}
+	topic, text := parts[3], parts[4]
+	if n == 1 {
+		b.hub.Publish(topic, []byte(text))
+		return
+	}
+	key := parts[0] + " " + parts[1]
+	b.mu.Lock()
+	p := b.partial[key]
+	if p == nil {
+		now := time.Now()
+		for k, old := range b.partial { // a sender that died mid-frame leaves pieces behind
+			if now.Sub(old.at) > time.Minute {
+				delete(b.partial, k)
+			}
+		}
+		p = &pieces{parts: make([]string, n), at: now}
+		b.partial[key] = p
+	}
+	if len(p.parts) != n || p.parts[i-1] != "" {
+		b.mu.Unlock()
+		return
+	}
+	p.parts[i-1] = text
+	p.got++
+	done := p.got == n
+	if done {
+		delete(b.partial, key)
+	}
+	b.mu.Unlock()
+	if done {
+		b.hub.Publish(topic, []byte(strings.Join(p.parts, "")))
+	}
+}
