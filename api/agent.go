@@ -2,7 +2,10 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -12,6 +15,10 @@ import (
 	"github.com/kefu-dev/kefu/dialog"
 	"github.com/kefu-dev/kefu/handoff"
 )
+
+// heartbeatEvery is how often the console beats; handoff's HeartbeatTimeout (90 s) makes a
+// console that stopped beating away.
+const heartbeatEvery = 30 * time.Second
 
 // agentLogin is POST /api/agent/login {"email","password"} → {"token","agent"}.
 func (s *Server) agentLogin(c *gin.Context) {
@@ -65,8 +72,14 @@ func (s *Server) agentMessages(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"session": sess, "messages": nonNilMessages(msgs)})
 }
 
-// agentWS is the agent console's WebSocket: hello with the login token, then replies and
-// closes; the server pushes assignments and customer messages.
+// agentWS is the agent console's WebSocket: hello with the login token, then the desk's
+// actions on the conversations the agent holds (accept, reply, typing, note, transfer,
+// close), presence and heartbeats; the server pushes assignments, customer messages, notes,
+// and a "sync" of what the agent holds after every heartbeat.
+//
+// A conversation the agent does not hold (never did, closed, transferred, or an offer that
+// lapsed) is "not_found" to every action; errors about a conversation carry its session_id
+// and the frame type that failed.
 func (s *Server) agentWS(c *gin.Context) {
 	cn, ok := s.upgrade(c)
 	if !ok {
@@ -74,6 +87,7 @@ func (s *Server) agentWS(c *gin.Context) {
 	}
 	defer s.untrack(cn)
 	var agentID atomic.Int64
+	var token string // the login, checked again at every heartbeat: an expired one ends the console
 	t := helloTimer(cn, func() bool { return agentID.Load() != 0 })
 	defer t.Stop()
 	var unsubscribe func()
@@ -105,23 +119,17 @@ func (s *Server) agentWS(c *gin.Context) {
 			}
 			unsubscribe = s.Broker.Subscribe(agentTopic(ag.ID), cn)
 			agentID.Store(ag.ID)
+			token = f.Token
 			return s.agentJoined(ctx, cn, ag)
 		}
 		id := agentID.Load()
 		if id == 0 {
 			return kefu.Errorf("api.agentWS", kefu.Unauthorized, "say hello with your login token first")
 		}
+		var err2 error
 		switch f.Type {
-		case "reply":
-			if err := s.agentReply(ctx, cn, id, f); err != nil {
-				cn.sendError(err, map[string]any{"client_id": f.ClientID, "session_id": f.SessionID})
-			}
-			return nil
-		case "close":
-			if err := s.agentClose(ctx, id, f); err != nil {
-				cn.sendError(err, map[string]any{"session_id": f.SessionID})
-			}
-			return nil
+		case "heartbeat":
+			return s.agentHeartbeat(ctx, cn, id, token)
 		case "presence":
 			if err := s.Agents.SetStatus(ctx, id, f.Status); err != nil {
 				return err
@@ -131,10 +139,157 @@ func (s *Server) agentWS(c *gin.Context) {
 			}
 			s.Broker.Publish(agentTopic(id), mustJSON(gin.H{"type": "presence", "status": f.Status}))
 			return nil
+		case "reply":
+			if err := s.agentReply(ctx, cn, id, f); err != nil {
+				cn.sendError(err, map[string]any{"frame": f.Type, "client_id": f.ClientID, "session_id": f.SessionID})
+			}
+			return nil
+		case "accept":
+			err2 = s.agentAccept(ctx, id, f.SessionID)
+		case "typing":
+			err2 = s.agentTyping(ctx, id, f.SessionID, data)
+		case "note":
+			err2 = s.agentNote(ctx, id, f)
+		case "transfer":
+			err2 = s.agentTransfer(ctx, id, f.SessionID, data)
+		case "close":
+			err2 = s.agentClose(ctx, id, f)
 		default:
 			return kefu.Errorf("api.agentWS", kefu.Invalid, "unknown frame type %q", f.Type)
 		}
+		if err2 != nil {
+			cn.sendError(err2, map[string]any{"frame": f.Type, "session_id": f.SessionID})
+		}
+		return nil
 	})
+}
+
+// deskFrame is what the desk's frames carry besides the common fields.
+type deskFrame struct {
+	Typing  *bool  `json:"typing"`   // typing: false when the agent stopped
+	ToAgent int64  `json:"to_agent"` // transfer: to this agent…
+	ToGroup string `json:"to_group"` // …or to this skill group's queue
+	Note    string `json:"note"`     // transfer: the note the next agent reads
+}
+
+func decodeDeskFrame(data []byte) (deskFrame, error) {
+	var d deskFrame
+	if err := json.Unmarshal(data, &d); err != nil {
+		return deskFrame{}, kefu.Errorf("api.decodeFrame", kefu.Invalid, "the frame's fields have the wrong types: %s", jsonProblem(err))
+	}
+	return d, nil
+}
+
+// closeLoggedOut ends a console whose login expired; the console asks for the password.
+var closeLoggedOut = closeReason{4503, "login expired: log in again"}
+
+// agentHeartbeat keeps the agent present (a console that stops beating goes away after
+// handoff's HeartbeatTimeout) and answers with a "sync": the agent's presence and the
+// conversations they hold. That is how a console learns what changed without a frame of its
+// own: an offer that lapsed (the router gave it to someone else and made the agent away), or
+// a conversation a supervisor moved.
+func (s *Server) agentHeartbeat(ctx context.Context, cn *conn, agentID int64, token string) error {
+	if err := s.Agents.Heartbeat(ctx, agentID); err != nil {
+		return err
+	}
+	ag, err := s.Agents.Authenticate(ctx, token)
+	if kefu.CodeOf(err) == kefu.Unauthorized || (err == nil && ag.ID != agentID) {
+		cn.sendError(kefu.Errorf("api.heartbeat", kefu.Unauthorized, "your login has expired: log in again"), nil)
+		cn.shut(closeLoggedOut)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	open, err := s.Queue.Open(ctx, agentID)
+	if err != nil {
+		return err
+	}
+	cn.sendJSON(gin.H{"type": "sync", "status": ag.Status, "assignments": append([]handoff.Assignment{}, open...),
+		"server_time": time.Now()})
+	return nil
+}
+
+// holds returns the open assignment of a conversation the agent holds, offered or accepted;
+// anything else is NotFound.
+func (s *Server) holds(ctx context.Context, agentID, sessionID int64) (handoff.Assignment, error) {
+	a, open, err := s.Queue.Current(ctx, sessionID)
+	if err != nil {
+		return handoff.Assignment{}, err
+	}
+	if !open || a.AgentID != agentID {
+		return handoff.Assignment{}, kefu.Errorf("api.holds", kefu.NotFound, "conversation %d is not assigned to you", sessionID)
+	}
+	return a, nil
+}
+
+// agentAccept takes an offered conversation; every console of the agent hears it.
+func (s *Server) agentAccept(ctx context.Context, agentID, sessionID int64) error {
+	if err := s.Queue.Accept(ctx, agentID, sessionID); err != nil {
+		return err
+	}
+	s.Broker.Publish(agentTopic(agentID), mustJSON(gin.H{"type": "accepted", "session_id": sessionID}))
+	return nil
+}
+
+// agentTyping tells the customer that the agent is typing (or stopped):
+// {"type":"typing","role":"agent","typing":true} on the session's connections.
+func (s *Server) agentTyping(ctx context.Context, agentID, sessionID int64, data []byte) error {
+	d, err := decodeDeskFrame(data)
+	if err != nil {
+		return err
+	}
+	if _, err := s.holds(ctx, agentID, sessionID); err != nil {
+		return err
+	}
+	typing := d.Typing == nil || *d.Typing
+	s.Broker.Publish(sessionTopic(sessionID), mustJSON(gin.H{"type": "typing", "role": "agent", "typing": typing}))
+	return nil
+}
+
+// agentNote adds an internal note to a conversation the agent holds. Notes go to the agents'
+// topics only, never to the session's: customers do not see them.
+func (s *Server) agentNote(ctx context.Context, agentID int64, f frame) error {
+	if _, err := s.holds(ctx, agentID, f.SessionID); err != nil {
+		return err
+	}
+	n, err := s.Desk.AddNote(ctx, agentID, f.SessionID, f.Text)
+	if err != nil {
+		return err
+	}
+	s.Broker.Publish(agentTopic(agentID), mustJSON(gin.H{"type": "note", "session_id": f.SessionID, "client_id": f.ClientID, "note": n}))
+	return nil
+}
+
+// agentTransfer moves a conversation the agent holds to another agent (who must be online with
+// room) or to a skill group's queue (with someone online), with a note for whoever takes it.
+// The agent's consoles get "transferred"; the new agent gets "assigned" through OnAssigned (at
+// once, or when the router gives the group's conversation to someone); the customer is told.
+func (s *Server) agentTransfer(ctx context.Context, agentID, sessionID int64, data []byte) error {
+	d, err := decodeDeskFrame(data)
+	if err != nil {
+		return err
+	}
+	a, err := s.Queue.Transfer(ctx, agentID, false, handoff.Transfer{SessionID: sessionID, ToAgent: d.ToAgent, ToGroup: d.ToGroup, Note: d.Note})
+	if err != nil {
+		return err
+	}
+	s.Metrics.Transferred(a)
+	s.Broker.Publish(agentTopic(agentID), mustJSON(gin.H{"type": "transferred", "session_id": sessionID,
+		"to_agent": d.ToAgent, "to_group": d.ToGroup}))
+	if a.AgentID != 0 {
+		return nil // OnAssigned has told the new agent and the customer
+	}
+	// Back in a queue: the customer reads that they wait again, and where.
+	sess, err := s.Engine.Get(ctx, sessionID)
+	if err != nil {
+		return err
+	}
+	if msgs, err := s.Engine.Messages(ctx, sessionID, sess.LastSeq-1, 1); err == nil && len(msgs) == 1 && msgs[0].Meta.Event == "requeued" {
+		s.Broker.Publish(sessionTopic(sessionID), mustJSON(gin.H{"type": "message", "message": msgs[0]}))
+	}
+	s.sendQueueState(ctx, sess)
+	return nil
 }
 
 // agentJoined marks the agent online and sends them what they already own.
@@ -158,7 +313,8 @@ func (s *Server) agentJoined(ctx context.Context, cn *conn, ag handoff.Agent) er
 		}
 		list = append(list, f)
 	}
-	cn.sendJSON(gin.H{"type": "welcome", "agent": ag, "assignments": append([]gin.H{}, list...)})
+	cn.sendJSON(gin.H{"type": "welcome", "agent": ag, "assignments": append([]gin.H{}, list...),
+		"dispositions": handoff.Dispositions, "heartbeat_seconds": int(heartbeatEvery / time.Second), "server_time": time.Now()})
 	s.Queue.Wake()
 	return nil
 }
@@ -190,7 +346,7 @@ func (s *Server) assignmentFrame(ctx context.Context, a handoff.Assignment) (gin
 	if err != nil {
 		return nil, err
 	}
-	return gin.H{"type": "assigned", "assignment": a, "session": sess, "messages": nonNilMessages(msgs)}, nil
+	return gin.H{"type": "assigned", "assignment": a, "session": sess, "messages": nonNilMessages(msgs), "server_time": time.Now()}, nil
 }
 
 // OnAssigned is the router's callback after conversations are given to agents: each agent
@@ -209,6 +365,7 @@ func (s *Server) OnAssigned(ctx context.Context, as []handoff.Assignment) {
 		}
 		s.Broker.Publish(sessionTopic(a.SessionID), mustJSON(gin.H{"type": "state", "state": dialog.StateAgent}))
 	}
+	s.Metrics.Assigned(as)
 }
 
 func (s *Server) agentReply(ctx context.Context, cn *conn, agentID int64, f frame) error {
@@ -226,7 +383,12 @@ func (s *Server) agentReply(ctx context.Context, cn *conn, agentID int64, f fram
 	return nil
 }
 
+// agentClose ends the agent's part of a conversation with a disposition (default resolved);
+// the customer gets the closing message, which asks them to rate the help (Meta.Survey).
 func (s *Server) agentClose(ctx context.Context, agentID int64, f frame) error {
+	if f.Disposition != "" && !slices.Contains(handoff.Dispositions, f.Disposition) {
+		return kefu.Errorf("api.agentClose", kefu.Invalid, "unknown disposition %q: one of %s", f.Disposition, strings.Join(handoff.Dispositions, ", "))
+	}
 	m, err := s.Engine.CloseByAgent(ctx, agentID, f.SessionID, f.Disposition)
 	if err != nil {
 		return err
@@ -235,6 +397,7 @@ func (s *Server) agentClose(ctx context.Context, agentID int64, f frame) error {
 	s.Broker.Publish(topic, mustJSON(gin.H{"type": "message", "message": m}))
 	s.Broker.Publish(topic, mustJSON(gin.H{"type": "state", "state": dialog.StateBot}))
 	s.Broker.Publish(agentTopic(agentID), mustJSON(gin.H{"type": "closed", "session_id": f.SessionID}))
+	s.Metrics.Closed(f.Disposition)
 	s.Queue.Wake() // capacity freed
 	return nil
 }

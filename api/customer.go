@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"slices"
 	"strconv"
@@ -11,15 +12,20 @@ import (
 
 	"github.com/kefu-dev/kefu"
 	"github.com/kefu-dev/kefu/dialog"
+	"github.com/kefu-dev/kefu/handoff"
 	"github.com/kefu-dev/kefu/retrieval"
 )
 
-// createSession starts a conversation: POST /api/sessions {"channel","language"} →
-// {"session_id","token"}. The token is shown once; the widget keeps it.
+// createSession starts a conversation: POST /api/sessions {"channel","language","profile",
+// "signature"} → {"session_id","token","state","verified"}. The token is shown once; the
+// widget keeps it. The profile ({"name","email","tier","region","product"}, all optional) is
+// what the embedding site tells about the customer; it is verified when signature is its
+// signature (dialog.CanonicalProfile), and kept unverified otherwise.
 func (s *Server) createSession(c *gin.Context) {
 	var req struct {
 		Channel  string `json:"channel"`
 		Language string `json:"language"`
+		identity
 	}
 	if c.Request.ContentLength != 0 {
 		if err := bindJSON(c, &req); err != nil {
@@ -27,12 +33,29 @@ func (s *Server) createSession(c *gin.Context) {
 			return
 		}
 	}
-	sess, token, err := s.Engine.CreateSession(c.Request.Context(), req.Channel, req.Language)
+	sess, token, err := s.Engine.StartSession(c.Request.Context(), dialog.NewSession{Channel: req.Channel, Language: req.Language,
+		Profile: s.verify(req.identity)})
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusCreated, gin.H{"session_id": sess.ID, "token": token, "state": sess.State})
+	c.JSON(http.StatusCreated, gin.H{"session_id": sess.ID, "token": token, "state": sess.State, "verified": sess.Profile.Verified})
+}
+
+// identity is the customer's profile as the embedding site sent it, with its signature: in
+// the body that creates a session, or in the hello frame (a customer who logged in on the
+// site after the conversation began).
+type identity struct {
+	Profile   *handoff.Profile `json:"profile"`
+	Signature string           `json:"signature"`
+}
+
+// verify is the profile of id, verified if its signature holds; the zero profile without one.
+func (s *Server) verify(id identity) handoff.Profile {
+	if id.Profile == nil {
+		return handoff.Profile{}
+	}
+	return s.Engine.VerifyProfile(*id.Profile, id.Signature)
 }
 
 // customerMessages is GET /api/sessions/:id/messages?after=N with the session token as a
@@ -150,6 +173,20 @@ func (s *Server) customerWS(c *gin.Context) {
 			sess, err := s.Engine.Authorize(ctx, f.SessionID, f.Token)
 			if err != nil {
 				return err
+			}
+			var id identity
+			if err := json.Unmarshal(data, &id); err != nil {
+				return kefu.Errorf("api.hello", kefu.Invalid, "the profile is not valid: %s", jsonProblem(err))
+			}
+			if id.Profile != nil {
+				p := s.verify(id)
+				stored, err := s.Engine.SetProfile(ctx, sess.ID, p)
+				if err != nil {
+					return err
+				}
+				if stored {
+					sess.Profile = p
+				}
 			}
 			// Subscribe before reading the backlog, so nothing falls between the two; the
 			// widget drops a seq it already has.

@@ -37,6 +37,8 @@ type Deps struct {
 	KB     *retrieval.Store
 	Broker Broker // nil: an in-process Hub
 	Log    *slog.Logger
+	// Metrics are served at /metrics; nil: New makes them, in a registry of their own.
+	Metrics *Metrics
 	// DemoShop, when set, is served under /demo/ (the demo order service the demo flows call).
 	DemoShop http.Handler
 }
@@ -58,6 +60,9 @@ type Server struct {
 func New(d Deps) *Server {
 	if d.Broker == nil {
 		d.Broker = NewHub()
+	}
+	if d.Metrics == nil {
+		d.Metrics = NewMetrics(d.Queue, d.Log)
 	}
 	s := &Server{Deps: d, log: d.Log.With("component", "api"), turnWait: 30 * time.Second,
 		conns: map[*conn]struct{}{}, presence: map[int64]int{}}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/goccy/go-yaml"
+
+	"github.com/kefu-dev/kefu/handoff"
 )
 
 // Conversation is a scripted conversation with assertions on what the bot does, one of the
@@ -27,9 +29,13 @@ import (
 //     slots: {order_number: SO20261127001}
 //   - idle: 4m              # the customer goes quiet: the clock moves, the sweeper runs
 //     bot: 还在吗
+//
+// A test may give the customer a profile, as the embedding site would (verified: true as if
+// signed): profile: {name: 李雷, tier: vip, verified: true}.
 type Conversation struct {
-	Name  string     `yaml:"test"`
-	Turns []TestTurn `yaml:"turns"`
+	Name    string           `yaml:"test"`
+	Profile *handoff.Profile `yaml:"profile"`
+	Turns   []TestTurn       `yaml:"turns"`
 
 	File string `yaml:"-"`
 	Line int    `yaml:"-"`
@@ -174,7 +180,11 @@ func (r ConversationResult) Passed() bool { return r.Err == nil && len(r.Failure
 // idle turns move it and run Sweep. Run conversations one at a time on one engine.
 func (e *Engine) RunConversation(ctx context.Context, c *Conversation, clock *Clock) ConversationResult {
 	r := ConversationResult{Name: c.Name, File: c.File, Line: c.Line}
-	s, _, err := e.CreateSession(ctx, "test", "")
+	n := NewSession{Channel: "test"}
+	if c.Profile != nil {
+		n.Profile = *c.Profile
+	}
+	s, _, err := e.StartSession(ctx, n)
 	if err != nil {
 		r.Err = err
 		return r

@@ -47,7 +47,7 @@ type Escalator interface {
 // Config tunes the engine.
 type Config struct {
 	// EscalateAfter is the number of turns in a row the bot may fail to answer before it
-	// brings in a person (default 2).
+	// brings in a person (default 2; negative: never, the bot keeps offering a person).
 	EscalateAfter int
 	// MaxMessageBytes bounds a message (default 4000).
 	MaxMessageBytes int
@@ -84,11 +84,53 @@ type Config struct {
 	// Related, when set, suggests questions to show after a knowledge answer; it must not
 	// block or touch the database (the turn holds a transaction).
 	Related func(key, lang string) []string
+
+	// The escalation policy beyond EscalateAfter (policy.go). A customer who asks for a
+	// person always gets one; every other rule can be turned off.
+	//
+	// AngerScore: a message whose sentiment (ScoreSentiment) is at or below -AngerScore
+	// brings in a person at once (default DefaultAngerScore; negative: never).
+	// NegativeScore and NegativeTurns: so do NegativeTurns messages in a row at or below
+	// -NegativeScore (defaults DefaultNegativeScore and 2; NegativeTurns negative: never).
+	AngerScore, NegativeScore float64
+	NegativeTurns             int
+	// VIPEscalateAfter replaces EscalateAfter for a verified VIP (handoff.Profile.VIP) when it
+	// is lower (default 1: the first turn the bot cannot answer; negative: as anyone else).
+	VIPEscalateAfter int
+	// VIPDirect: a verified VIP skips the bot: every message they write while the bot has the
+	// conversation goes to a person (reason vip). Off by default.
+	VIPDirect bool
+	// VIPPriority is the queue priority of a verified VIP's request (default 10; others 0).
+	VIPPriority int
+	// IdentitySecret is the key the embedding site signs customer profiles with
+	// (VerifyProfile); without it no profile is verified, so nobody is a VIP.
+	IdentitySecret []byte
 }
 
+// Defaults of the sentiment rules.
+const (
+	DefaultAngerScore    = 0.7
+	DefaultNegativeScore = 0.3
+)
+
 func (c *Config) defaults() {
-	if c.EscalateAfter <= 0 {
+	if c.EscalateAfter == 0 {
 		c.EscalateAfter = 2
+	}
+	if c.AngerScore == 0 {
+		c.AngerScore = DefaultAngerScore
+	}
+	if c.NegativeScore <= 0 {
+		c.NegativeScore = DefaultNegativeScore
+	}
+	if c.NegativeTurns == 0 {
+		c.NegativeTurns = 2
+	}
+	if c.VIPEscalateAfter == 0 {
+		c.VIPEscalateAfter = 1
+	}
+	if c.VIPPriority == 0 {
+		c.VIPPriority = 10
 	}
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = 4000
@@ -155,22 +197,43 @@ func (e *Engine) Flows() map[string]*Flow { return e.flows }
 // CreateSession starts a conversation and returns it with the customer's secret token, which
 // Authorize checks on every connection. The bot greets first.
 func (e *Engine) CreateSession(ctx context.Context, channel, language string) (Session, string, error) {
-	const op = "dialog.CreateSession"
+	return e.StartSession(ctx, NewSession{Channel: channel, Language: language})
+}
+
+// NewSession is what a conversation starts with.
+type NewSession struct {
+	Channel  string // "web" when empty
+	Language string
+	Profile  handoff.Profile // as VerifyProfile returned it
+}
+
+// StartSession is CreateSession with the customer's profile. It returns Invalid for a channel,
+// a language or a profile field that is too long.
+func (e *Engine) StartSession(ctx context.Context, n NewSession) (Session, string, error) {
+	const op = "dialog.StartSession"
+	channel, language := n.Channel, n.Language
 	if channel == "" {
 		channel = "web"
 	}
 	if len(channel) > 32 || len(language) > 16 {
 		return Session{}, "", kefu.Errorf(op, kefu.Invalid, "channel or language is too long")
 	}
+	if err := checkProfile(op, n.Profile); err != nil {
+		return Session{}, "", err
+	}
+	profile, err := profileJSON(n.Profile)
+	if err != nil {
+		return Session{}, "", kefu.E(op, kefu.Internal, err)
+	}
 	tok, hash := token.New()
 	var s Session
-	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `INSERT INTO dialog_session (token_hash, channel, language) VALUES ($1, $2, $3) RETURNING id, state`,
-			hash, channel, language).Scan(&s.ID, &s.State)
+	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `INSERT INTO dialog_session (token_hash, channel, language, profile) VALUES ($1, $2, $3, $4)
+RETURNING id, state`, hash, channel, language, profile).Scan(&s.ID, &s.State)
 		if err != nil {
 			return kefu.E(op, kefu.Unavailable, err)
 		}
-		s.Channel, s.Language = channel, language
+		s.Channel, s.Language, s.Profile = channel, language, n.Profile
 		_, err = addMessage(ctx, tx, &s, Message{Role: RoleBot, Body: text(language, "welcome"), Meta: Meta{Event: "welcome"}})
 		if err != nil {
 			return err
@@ -180,7 +243,7 @@ func (e *Engine) CreateSession(ctx context.Context, channel, language string) (S
 	if err != nil {
 		return Session{}, "", kefu.E(op, "", err)
 	}
-	e.log.InfoContext(ctx, "session created", "session_id", s.ID, "channel", channel)
+	e.log.InfoContext(ctx, "session created", "session_id", s.ID, "channel", channel, "verified_profile", s.Profile.Verified)
 	return s, tok, nil
 }
 

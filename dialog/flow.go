@@ -82,9 +82,14 @@ type Step struct {
 	Next     string            `yaml:"next"`
 	OnYes    string            `yaml:"on_yes"`
 	OnNo     string            `yaml:"on_no"`
-	OnError  string            `yaml:"on_error"` // webhook failure
+	OnError  string            `yaml:"on_error"` // webhook failure: a step, or escalate (OnErrorEscalate)
 	End      bool              `yaml:"end"`
 }
+
+// OnErrorEscalate as a webhook step's on_error hands the conversation to a person when the
+// service fails after its retries, with the reason webhook_failed, without a step of its own
+// (a step with the id "escalate", if the flow has one, is gone to instead).
+const OnErrorEscalate = "escalate"
 
 // Case is a condition on a slot or on the intent of the customer's last message.
 type Case struct {
@@ -338,9 +343,12 @@ func checkFlow(fl *Flow, intents []string, add func(path, format string, args ..
 		}
 		checkWebhook(st.Webhook, p+".webhook", add)
 		if st.Webhook != nil && st.OnError == "" {
-			add(p+".webhook", "webhook step %q needs on_error: where to go when the service fails", st.ID)
+			add(p+".webhook", "webhook step %q needs on_error: the step to go to when the service fails, or escalate", st.ID)
 		}
 		for field, target := range map[string]string{"next": st.Next, "on_yes": st.OnYes, "on_no": st.OnNo, "on_error": st.OnError} {
+			if field == "on_error" && target == OnErrorEscalate && st.Webhook != nil {
+				continue
+			}
 			if _, ok := ids[target]; target != "" && !ok {
 				add(p+"."+field, "step %q goes to unknown step %q", st.ID, target)
 			}
@@ -465,6 +473,7 @@ func checkGraph(fl *Flow, ids map[string]int, add func(path, format string, args
 	}
 	walk(0)
 	// A step can finish when it ends or escalates, or leads to a step that can.
+	_, stepNamed := ids[OnErrorEscalate] // on_error: escalate goes there instead
 	finishes := make([]bool, len(fl.Steps))
 	for changed := true; changed; {
 		changed = false
@@ -472,7 +481,7 @@ func checkGraph(fl *Flow, ids map[string]int, add func(path, format string, args
 			if finishes[i] {
 				continue
 			}
-			ok := st.End || st.Escalate != ""
+			ok := st.End || st.Escalate != "" || (st.Webhook != nil && st.OnError == OnErrorEscalate && !stepNamed)
 			for _, j := range succ[i] {
 				ok = ok || finishes[j]
 			}

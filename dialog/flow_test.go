@@ -88,6 +88,34 @@ func TestLoadFlowsErrors(t *testing.T) {
 	}
 }
 
+// TestLoadFlowsOnErrorEscalate: a webhook step may hand over to a person when its service
+// fails, without a step of its own (on_error: escalate); on any other step it is no step.
+func TestLoadFlowsOnErrorEscalate(t *testing.T) {
+	t.Parallel()
+	const head = "flow: f\nversion: 1\ntrigger:\n  intents: [refund]\n"
+	tests := []struct{ name, yaml, wantErr string }{
+		{"webhook", head + "steps:\n  - {id: a, webhook: {url: 'http://x'}, next: b, on_error: escalate}\n  - {id: b, reply: {en: ok}, end: true}\n", ""},
+		{"not a webhook", head + "steps:\n  - {id: a, reply: {en: hi}, next: b, on_error: escalate}\n  - {id: b, reply: {en: ok}, end: true}\n",
+			`step "a" goes to unknown step "escalate"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "f.yaml"), []byte(tt.yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := dialog.LoadFlows(dir, demoIntents)
+			if tt.wantErr == "" && err != nil {
+				t.Fatalf("LoadFlows: %v", err)
+			}
+			if tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("LoadFlows = %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
 func FuzzLoadFlow(f *testing.F) {
 	seed, _ := os.ReadFile("flows/refund_request.yaml")
 	f.Add(seed)

@@ -12,10 +12,13 @@ import (
 	"github.com/kefu-dev/kefu/retrieval"
 )
 
-// Escalation reasons, shown to the agent.
+// Escalation reasons, shown to the agent. Flows may name others (escalate: refund_refused).
 const (
-	ReasonCustomerAsked = "customer_asked"
-	ReasonLowConfidence = "low_confidence"
+	ReasonCustomerAsked     = "customer_asked"     // "转人工", "talk to a human", the human_agent intent, the widget's button
+	ReasonLowConfidence     = "low_confidence"     // EscalateAfter turns in a row the bot could not answer (a VIP: VIPEscalateAfter)
+	ReasonNegativeSentiment = "negative_sentiment" // one angry message, or NegativeTurns negative ones in a row
+	ReasonVIP               = "vip"                // a verified VIP, with VIPDirect: the bot steps aside
+	ReasonWebhookFailed     = "webhook_failed"     // a flow's service failed after its retries (on_error: escalate)
 )
 
 // plan is what the bot understood of a message, worked out before the session is locked.
@@ -26,6 +29,7 @@ type plan struct {
 	language   string
 	result     nlu.Result
 	askedHuman bool
+	sentiment  Sentiment
 	answer     retrieval.Answer // the knowledge answer, once searched
 	searched   bool
 	draft      *draft // the knowledge answer as an LLM worded it (generate.go)
@@ -42,9 +46,10 @@ func (e *Engine) think(ctx context.Context, body string) (*plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &plan{body: body, result: res, language: res.Language}
+	p := &plan{body: body, result: res, language: res.Language, sentiment: ScoreSentiment(body)}
 	p.understood = Meta{Intent: res.Intent, Confidence: res.Confidence, OutOfScope: res.OutOfScope,
-		Language: res.Language, ModelVersion: res.ModelVersion, Entities: nlu.Extract(body, e.cfg.Now())}
+		Language: res.Language, ModelVersion: res.ModelVersion, Entities: nlu.Extract(body, e.cfg.Now()),
+		Sentiment: p.sentiment.Score}
 	p.askedHuman = askHuman.MatchString(body) ||
 		(res.Intent == "human_agent" && res.Confidence >= e.cfg.MinIntentConfidence)
 	// The knowledge search is done here, before the session's lock, when the bot will likely
@@ -85,6 +90,12 @@ func (e *Engine) act(ctx context.Context, tx pgx.Tx, s *Session, p *plan, res *T
 	d.remember(p.understood.Entities)
 	if p.askedHuman {
 		return t.escalate(ReasonCustomerAsked)
+	}
+	if e.cfg.VIPDirect && s.Profile.VIP() {
+		return t.escalate(ReasonVIP)
+	}
+	if t.upset() {
+		return t.escalate(ReasonNegativeSentiment)
 	}
 	if c := d.Clarify; c != nil {
 		d.Clarify = nil
@@ -147,16 +158,36 @@ func (e *Engine) act(ctx context.Context, tx pgx.Tx, s *Session, p *plan, res *T
 	return t.fallback(a)
 }
 
+// upset counts the customer's negative messages in a row and says whether the sentiment rule
+// brings a person in: one message at least AngerScore angry, or NegativeTurns negative ones
+// in a row. Any other message ends the run.
+func (t *turn) upset() bool {
+	cfg, d, score := t.e.cfg, &t.s.Dialog, t.p.sentiment.Score
+	if score > -cfg.NegativeScore {
+		d.Negative = 0
+		return false
+	}
+	d.Negative++
+	if cfg.AngerScore > 0 && score <= -cfg.AngerScore {
+		return true
+	}
+	return cfg.NegativeTurns > 0 && d.Negative >= cfg.NegativeTurns
+}
+
 // fallback is the ladder of a message the bot cannot answer: first it asks the customer to
 // rephrase, then it offers the nearest knowledge and a person, and at EscalateAfter misses in
-// a row it brings a person in.
+// a row (a verified VIP: VIPEscalateAfter) it brings a person in.
 func (t *turn) fallback(a retrieval.Answer) error {
 	s := t.s
 	s.LowConfidence++
-	if s.LowConfidence >= t.e.cfg.EscalateAfter {
+	limit := t.e.cfg.EscalateAfter // negative: never
+	if vip := t.e.cfg.VIPEscalateAfter; s.Profile.VIP() && vip > 0 && (limit < 0 || vip < limit) {
+		limit = vip
+	}
+	if limit > 0 && s.LowConfidence >= limit {
 		return t.escalate(ReasonLowConfidence)
 	}
-	if s.LowConfidence == 1 && t.e.cfg.EscalateAfter > 2 {
+	if s.LowConfidence == 1 && (limit > 2 || limit < 0) {
 		return t.say(text(t.lang, "rephrase"), Meta{Score: a.Score, Event: "fallback_rephrase"})
 	}
 	body := text(t.lang, "not_sure")
@@ -235,6 +266,18 @@ var texts = map[string]map[string]string{
 	"escalate": {
 		"zh": "好的，正在为您转接人工客服，请稍候。",
 		"en": "Sure, I'm connecting you to a human agent. Please wait a moment.",
+	},
+	"escalate_negative_sentiment": {
+		"zh": "非常抱歉给您带来不好的体验，正在为您转接人工客服，请稍候。",
+		"en": "I'm sorry about this. I'm bringing in a person who can sort it out, please wait a moment.",
+	},
+	"escalate_vip": {
+		"zh": "您好，正在为您转接专属人工客服，请稍候。",
+		"en": "Hello! I'm connecting you to one of our agents, please wait a moment.",
+	},
+	"escalate_webhook_failed": {
+		"zh": "抱歉，系统暂时无法完成这项操作，正在为您转接人工客服，请稍候。",
+		"en": "Sorry, I couldn't complete that just now. I'm bringing in a person to finish it for you, please wait a moment.",
 	},
 	"escalate_low_confidence": {
 		"zh": "抱歉，我没能解答您的问题，正在为您转接人工客服，请稍候。",

@@ -71,16 +71,20 @@ func (t *turn) escalate(reason string) error {
 	if f := d.Flow; f != nil { // the agent sees what the flow had collected
 		meta.Flow, meta.FlowVersion, meta.Step, meta.Slots = f.Name, f.Version, f.Step, maps.Clone(f.Slots)
 	}
-	d.Flow, d.Paused, d.Clarify = nil, nil, nil
-	if _, err := t.e.esc.Enqueue(t.ctx, t.tx, handoff.Request{SessionID: t.s.ID, Language: t.lang, Reason: reason}); err != nil {
+	d.Flow, d.Paused, d.Clarify, d.Negative = nil, nil, nil, 0
+	r := handoff.Request{SessionID: t.s.ID, Language: t.lang, Channel: t.s.Channel, Reason: reason, Profile: t.s.Profile}
+	if t.s.Profile.VIP() {
+		r.Priority = t.e.cfg.VIPPriority
+	}
+	if _, err := t.e.esc.Enqueue(t.ctx, t.tx, r); err != nil {
 		return err
 	}
 	t.s.State, t.s.LowConfidence = StateQueued, 0
 	t.res.Escalated = true
 	key := "escalate"
 	switch reason {
-	case ReasonLowConfidence:
-		key = "escalate_low_confidence"
+	case ReasonLowConfidence, ReasonNegativeSentiment, ReasonVIP, ReasonWebhookFailed:
+		key = "escalate_" + reason
 	case ReasonSlotRetries:
 		key = "escalate_retries"
 	}
@@ -233,6 +237,9 @@ func (t *turn) run(fl *Flow, id string) error {
 				"session_id": t.s.ID, "flow": fl.Name, "step": st.ID, "language": t.lang, "slots": f.Slots}, st.ID)
 			if err != nil {
 				t.e.log.WarnContext(t.ctx, "flow webhook failed", "session_id", t.s.ID, "flow", fl.Name, "step", st.ID, "err", err)
+				if _, isStep := fl.index[st.OnError]; st.OnError == OnErrorEscalate && !isStep {
+					return t.escalate(ReasonWebhookFailed)
+				}
 				id = st.OnError
 				continue
 			}

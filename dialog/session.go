@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/kefu-dev/kefu"
+	"github.com/kefu-dev/kefu/handoff"
 	"github.com/kefu-dev/kefu/internal/migrate"
 	"github.com/kefu-dev/kefu/nlu"
 	"github.com/kefu-dev/kefu/retrieval"
@@ -54,23 +55,29 @@ type Session struct {
 	Dialog     State     `json:"dialog"`
 	LastActive time.Time `json:"-"` // the customer's last message
 	Reminded   bool      `json:"-"` // the inactivity reminder went out since then
+	// Profile is who the customer is, as the embedding site told (SetProfile); Verified only
+	// when the site signed it.
+	Profile handoff.Profile `json:"profile"`
 }
 
 // sessionColumns are read by every query that loads a Session, in scanSession's order.
 const sessionColumns = `id, channel, language, state, coalesce(agent_id, 0), low_confidence, last_seq, dialog,
-last_active_at, reminded`
+last_active_at, reminded, coalesce(profile, '{}')`
 
 func scanSession(row pgx.Row, s *Session) error {
-	var dialog []byte
+	var dialog, profile []byte
 	var active *time.Time
 	if err := row.Scan(&s.ID, &s.Channel, &s.Language, &s.State, &s.AgentID, &s.LowConfidence, &s.LastSeq,
-		&dialog, &active, &s.Reminded); err != nil {
+		&dialog, &active, &s.Reminded, &profile); err != nil {
 		return err
 	}
 	if active != nil {
 		s.LastActive = *active
 	}
 	if err := json.Unmarshal(dialog, &s.Dialog); err != nil {
+		return kefu.E("dialog.scanSession", kefu.Internal, err)
+	}
+	if err := json.Unmarshal(profile, &s.Profile); err != nil {
 		return kefu.E("dialog.scanSession", kefu.Internal, err)
 	}
 	return nil
@@ -100,6 +107,9 @@ type Meta struct {
 	Slots       map[string]string `json:"slots,omitempty"`
 	// LLM is how a language model worded the answer: the model, the prompt and the passages.
 	LLM *retrieval.GenerationRecord `json:"llm,omitempty"`
+	// Sentiment is how a customer's message sounded (ScoreSentiment), from -1 furious to 1
+	// delighted; 0 (no cue) is left out. The agent who takes over sees it.
+	Sentiment float64 `json:"sentiment,omitempty"`
 }
 
 // CardOut is a card as the customer sees it, in their language.

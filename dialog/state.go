@@ -13,6 +13,8 @@ type State struct {
 	Paused  []*FlowState        `json:"paused,omitempty"`  // tasks set aside for another, the last resumed first
 	Clarify *Clarify            `json:"clarify,omitempty"` // the bot asked "did you mean A or B?"
 	Memory  map[string][]string `json:"memory,omitempty"`  // entity type → values the customer gave, newest last
+	// Negative counts the customer's negative messages in a row (Config.NegativeTurns).
+	Negative int `json:"negative,omitempty"`
 }
 
 // FlowState is one flow in progress.

@@ -1,10 +1,19 @@
 // Kefu chat widget: one conversation per browser, kept in localStorage, over a WebSocket that
 // resumes from the last seq it saw and resends unacknowledged messages with their client ids.
+//
+// A site that knows who its customer is sets, before this script, window.kefuIdentity =
+// {profile: {name, email, tier, region, product}, signature}: the signature is the hex
+// HMAC-SHA256, under KEFU_IDENTITY_SECRET, of the profile's canonical JSON (see
+// dialog/profile.go), computed on the site's server. It goes with the session's creation and
+// with every hello; a profile without a valid signature is kept but never makes a VIP.
 (() => {
   "use strict";
   const KEY = "kefu.session";
   const $ = (id) => document.getElementById(id);
-  const log = $("log"), statusEl = $("status"), banner = $("banner"), quick = $("quick");
+  const log = $("log"), statusEl = $("status"), banner = $("banner"), quick = $("quick"), human = $("human");
+  const identity = window.kefuIdentity && window.kefuIdentity.profile ?
+    { profile: window.kefuIdentity.profile, signature: window.kefuIdentity.signature || "" } : {};
+  const zh = navigator.language.startsWith("zh");
   let sess = JSON.parse(localStorage.getItem(KEY) || "null");
   // lastSeq is what this page has shown: a new page starts from 0 and gets the whole
   // conversation; a reconnect asks only for what it missed.
@@ -19,7 +28,7 @@
 
   async function createSession() {
     const res = await fetch("/api/sessions", { method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ channel: "web", language: navigator.language.startsWith("zh") ? "zh" : "en" }) });
+      body: JSON.stringify({ channel: "web", language: zh ? "zh" : "en", ...identity }) });
     if (!res.ok) throw new Error("could not start a conversation: " + res.status);
     const body = await res.json();
     sess = { id: body.session_id, token: body.token };
@@ -133,6 +142,8 @@
   }
 
   function showState(f) {
+    // The way to a person is there from the first screen, and goes while one is coming or here.
+    human.hidden = f.state === "queued" || f.state === "agent";
     if (f.state === "queued") {
       banner.hidden = false;
       banner.textContent = "正在排队等待人工客服" + (f.position ? "，前面还有 " + (f.position - 1) + " 位" : "") +
@@ -149,7 +160,7 @@
     clearTimeout(timer);
     setStatus("connecting…");
     ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/customer");
-    ws.onopen = () => ws.send(JSON.stringify({ type: "hello", session_id: sess.id, token: sess.token, since: lastSeq }));
+    ws.onopen = () => ws.send(JSON.stringify({ type: "hello", session_id: sess.id, token: sess.token, since: lastSeq, ...identity }));
     ws.onmessage = async (ev) => {
       const f = JSON.parse(ev.data);
       switch (f.type) {
@@ -205,6 +216,8 @@
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "message", client_id: id, text }));
   }
 
+  // The words the bot always reads as a request for a person (dialog's askHuman).
+  human.addEventListener("click", () => send(zh ? "转人工" : "Talk to a person"));
   $("send").addEventListener("submit", (e) => { e.preventDefault(); send($("text").value); $("text").value = ""; });
   $("reset").addEventListener("click", async (e) => {
     e.preventDefault();

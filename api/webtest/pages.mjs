@@ -28,6 +28,8 @@ try {
   await customer.goto(base + "/");
   await customer.locator(".status.online").waitFor();
   await customer.locator(".msg.bot").first().waitFor();
+  await customer.locator("#human:visible", { hasText: "人工客服" }).waitFor();
+  if (shots) await customer.screenshot({ path: shots + "/customer-first-screen.png" });
 
   step("customer asks a knowledge question in Chinese and sees the source");
   await customer.fill("#text", "退款多久到账？");
@@ -91,6 +93,18 @@ try {
   step("a reload resumes the same conversation");
   await customer.reload();
   await customer.locator(".msg.agent", { hasText: "我是人工客服" }).waitFor();
+
+  step("a new customer presses the button for a person before saying anything");
+  const second = await (await browser.newContext({ locale: "zh-CN" })).newPage();
+  second.setDefaultTimeout(10000);
+  await second.goto(base + "/");
+  await second.locator(".status.online").waitFor();
+  await second.locator("#human", { hasText: "Talk to a person" }).click();
+  await second.locator(".msg.customer", { hasText: "转人工" }).waitFor();
+  await second.locator(".msg.bot", { hasText: "转接人工客服" }).waitFor();
+  await second.locator("#banner:not([hidden])", { hasText: "人工客服" }).waitFor();
+  await second.locator("#human").waitFor({ state: "hidden" });
+  if (shots) await second.screenshot({ path: shots + "/customer-asks-for-a-person.png" });
   console.log("ok: all steps passed");
 } catch (err) {
   failed = true;

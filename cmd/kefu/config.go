@@ -2,10 +2,12 @@ package main
 
 import (
 	"flag"
-	"github.com/kefu-dev/kefu/retrieval"
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/kefu-dev/kefu/dialog"
+	"github.com/kefu-dev/kefu/retrieval"
 )
 
 // Config is everything kefu serve can be told. Each field has a flag and an environment
@@ -28,6 +30,11 @@ type Config struct {
 	ReminderAfter time.Duration // -reminder-after, KEFU_REMINDER_AFTER
 	CloseAfter    time.Duration // -close-after, KEFU_CLOSE_AFTER
 	ClarifyMargin float64       // -clarify-margin, KEFU_CLARIFY_MARGIN
+	// The escalation policy (dialog.Config).
+	EscalateAnger    float64 // -escalate-anger, KEFU_ESCALATE_ANGER: sentiment at or below minus this brings a person in at once
+	EscalateNegative int     // -escalate-negative, KEFU_ESCALATE_NEGATIVE: negative messages in a row that do
+	VIPDirect        bool    // -vip-direct, KEFU_VIP_DIRECT: verified VIPs skip the bot
+	IdentitySecret   string  // KEFU_IDENTITY_SECRET (environment only): the key sites sign customer profiles with
 
 	// The knowledge base's embedder (embedder.go).
 	Embedder   string // -embedder, KEFU_EMBEDDER: encoder, intent (the intent model's encoder) or openai; empty: encoder when EncoderDir exists, else intent
@@ -97,7 +104,11 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ModelDir, "model", envOr("KEFU_MODEL_DIR", "models/intent"), "intent model folder")
 	fs.BoolVar(&c.Demo, "demo", envBool("KEFU_DEMO", true), "seed the demo knowledge base and agent into an empty database")
 	fs.Float64Var(&c.KBThreshold, "kb-threshold", envFloat("KEFU_KB_THRESHOLD", 0.6), "knowledge score below which the bot says it is not sure")
-	fs.IntVar(&c.EscalateAfter, "escalate-after", envInt("KEFU_ESCALATE_AFTER", 3), "unanswered turns in a row before a person is brought in (1: rephrase, 2: offer answers and a person, then escalate)")
+	fs.IntVar(&c.EscalateAfter, "escalate-after", envInt("KEFU_ESCALATE_AFTER", 3), "unanswered turns in a row before a person is brought in (1: rephrase, 2: offer answers and a person, then escalate; negative: never)")
+	fs.Float64Var(&c.EscalateAnger, "escalate-anger", envFloat("KEFU_ESCALATE_ANGER", dialog.DefaultAngerScore), "a message this angry (sentiment at or below minus this, 0-1) brings a person in at once (negative: never)")
+	fs.IntVar(&c.EscalateNegative, "escalate-negative", envInt("KEFU_ESCALATE_NEGATIVE", 2), "negative messages in a row that bring a person in (negative: never)")
+	fs.BoolVar(&c.VIPDirect, "vip-direct", envBool("KEFU_VIP_DIRECT", false), "customers whose signed profile says tier vip go straight to a person, without the bot")
+	c.IdentitySecret = os.Getenv("KEFU_IDENTITY_SECRET") // never a flag: flags show in ps
 	fs.StringVar(&c.FlowsDir, "flows", envOr("KEFU_FLOWS_DIR", "dialog/flows"), "folder of dialog flow files")
 	fs.StringVar(&c.SelfURL, "self-url", os.Getenv("KEFU_URL"), "the server's own base URL for ${KEFU_URL} in flow webhooks (empty: http://127.0.0.1:PORT)")
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", envDuration("KEFU_SWEEP_INTERVAL", 10*time.Second), "how often idle conversations are reminded and closed")

@@ -8,6 +8,7 @@
 //	kefu test conversations DIR  run conversation tests
 //	kefu dialog bench          turn throughput and latency through the engine
 //	kefu kb import|eval|calibrate|bench  load an FAQ corpus; measure retrieval; time it at scale
+//	kefu handoff sim|bench     the routing queue against Erlang C; its speed at a large desk
 //
 // Run `kefu <command> -h` for the flags of each command; every flag also has an environment
 // variable, listed in the README.
@@ -68,10 +69,12 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 		return dialogCmd(ctx, args, log)
 	case "kb":
 		return kbCmd(ctx, args, log)
+	case "handoff":
+		return handoffCmd(ctx, args, log)
 	case "help", "-h", "--help":
-		fmt.Fprintln(os.Stderr, "usage: kefu [serve|migrate|pg|nlu|flows|test|dialog|kb] [flags]")
+		fmt.Fprintln(os.Stderr, "usage: kefu [serve|migrate|pg|nlu|flows|test|dialog|kb|handoff] [flags]")
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q (want serve, migrate, pg, nlu, flows, test, dialog or kb)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, migrate, pg, nlu, flows, test, dialog, kb or handoff)", cmd)
 	}
 }

@@ -34,6 +34,9 @@ const DemoAgentEmail = "agent@kefu.local"
 // DemoEditorEmail is the demo knowledge editor's login.
 const DemoEditorEmail = "editor@kefu.local"
 
+// DemoSupervisorEmail is the demo supervisor's login.
+const DemoSupervisorEmail = "supervisor@kefu.local"
+
 // sources are the migrations of every part, in order.
 func sources() []migrate.Source {
 	return []migrate.Source{retrieval.Migrations(), handoff.Migrations(), dialog.Migrations()}
@@ -68,9 +71,10 @@ func serveCmd(ctx context.Context, args []string, log *slog.Logger) error {
 		m.Close()
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "\n  Kefu is running.\n  Customer chat:     %s/\n  Agent console:     %s/agent\n  Knowledge editor:  %s/editor", m.URL, m.URL, m.URL)
+	fmt.Fprintf(os.Stderr, "\n  Kefu is running.\n  Customer chat:     %s/\n  Agent console:     %s/agent\n  Knowledge editor:  %s/editor\n  Supervisor:        %s/supervisor",
+		m.URL, m.URL, m.URL, m.URL)
 	if m.Config.Demo {
-		fmt.Fprintf(os.Stderr, "   (demo logins: %s and %s / %s)", DemoAgentEmail, DemoEditorEmail, m.Config.DemoPassword)
+		fmt.Fprintf(os.Stderr, "\n  (demo logins: %s, %s and %s / %s)", DemoAgentEmail, DemoEditorEmail, DemoSupervisorEmail, m.Config.DemoPassword)
 	}
 	fmt.Fprintf(os.Stderr, "\n  Stop with Ctrl-C.\n\n")
 	<-ctx.Done()
@@ -132,6 +136,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	queue := handoff.NewQueue(pool, m.Log)
 	agents := handoff.NewAgents(pool, m.Log)
+	desk := handoff.NewDesk(pool)
 	if cfg.FlowsDir == "" {
 		cfg.FlowsDir = "dialog/flows"
 	}
@@ -145,7 +150,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.Log.Info("dialog flows loaded", "dir", flowsDir, "flows", len(flows))
 	if cfg.Demo {
-		if err := m.seedDemo(ctx, kb, agents); err != nil {
+		if err := m.seedDemo(ctx, kb, agents, desk); err != nil {
 			return err
 		}
 	}
@@ -175,13 +180,18 @@ func (m *Main) Run(ctx context.Context) error {
 	usage := retrieval.NewUsageLog(kb, 0)
 	engine := dialog.NewEngine(pool, m.model, kb, queue, dialog.Config{
 		EscalateAfter: cfg.EscalateAfter, ClarifyMargin: cfg.ClarifyMargin,
+		AngerScore: cfg.EscalateAnger, NegativeTurns: cfg.EscalateNegative,
+		VIPDirect: cfg.VIPDirect, IdentitySecret: []byte(cfg.IdentitySecret),
 		ReminderAfter: cfg.ReminderAfter, CloseAfter: cfg.CloseAfter,
 		Flows: flows, Webhooks: &dialog.WebhookClient{Secret: secret, Log: m.Log},
 		Generator: generator, GenerateTimeout: cfg.LLMTimeout,
 		Vars: vars, Usage: usage.Add,
 		Related: func(key, lang string) []string { return kb.RelatedCached(key, lang, 3) },
 	}, m.Log)
-	deps := api.Deps{Pool: pool, Engine: engine, Queue: queue, Agents: agents, Desk: handoff.NewDesk(pool), KB: kb, Log: m.Log}
+	// Frames reach connections on every instance that shares the database.
+	broker := api.NewPGBroker(pool, m.Log)
+	deps := api.Deps{Pool: pool, Engine: engine, Queue: queue, Agents: agents, Desk: desk, KB: kb,
+		Broker: broker, Log: m.Log}
 	if cfg.Demo {
 		deps.DemoShop = demoshop.New(secret, m.Log).Handler()
 	}
@@ -199,6 +209,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.wg.Go(func() { queue.Run(loops, cfg.RouteInterval) })
 	m.wg.Go(func() { m.sweep(loops, engine, cfg.SweepInterval) })
 	m.wg.Go(func() { usage.Run(loops, time.Second) })
+	m.wg.Go(func() { broker.Run(loops) })
 	if reembed != nil {
 		m.wg.Go(func() {
 			if err := reembed(loops); err != nil && loops.Err() == nil {
@@ -259,7 +270,10 @@ func (m *Main) sweep(ctx context.Context, engine *dialog.Engine, every time.Dura
 	}
 }
 
-func (m *Main) seedDemo(ctx context.Context, kb *retrieval.Store, agents *handoff.Agents) error {
+// seedDemo seeds the demo knowledge base when it is empty and, into a database without any
+// account, the demo accounts and two skill groups. An account of one's own (or a second start)
+// keeps the demo accounts out, so their known password never reaches a real desk.
+func (m *Main) seedDemo(ctx context.Context, kb *retrieval.Store, agents *handoff.Agents, desk *handoff.Desk) error {
 	seeded, err := kb.SeedDemo(ctx)
 	if err != nil {
 		return err
@@ -271,14 +285,31 @@ func (m *Main) seedDemo(ctx context.Context, kb *retrieval.Store, agents *handof
 	if n, err := agents.Count(ctx); err != nil || n > 0 {
 		return err
 	}
+	var agentID int64
 	for _, ag := range []handoff.Agent{
 		{Email: DemoAgentEmail, Name: "Demo Agent 演示客服", MaxChats: 5, Roles: []string{handoff.RoleAgent}},
 		{Email: DemoEditorEmail, Name: "Demo Editor 知识编辑", Roles: []string{handoff.RoleEditor}},
+		{Email: DemoSupervisorEmail, Name: "Demo Supervisor 客服主管", Roles: []string{handoff.RoleSupervisor}},
 	} {
-		if _, err := agents.Create(ctx, ag, m.Config.DemoPassword); err != nil {
+		created, err := agents.Create(ctx, ag, m.Config.DemoPassword)
+		if err != nil {
 			return err
 		}
+		if ag.Email == DemoAgentEmail {
+			agentID = created.ID
+		}
 		m.Log.Info("demo account created", "email", ag.Email, "roles", ag.Roles)
+	}
+	// Escalations go to the first-tier group (any language); past its SLA they overflow to the
+	// second tier. The demo agent is in both.
+	for _, g := range []handoff.Group{
+		{Name: "技术支持 Tech L2", Tier: 2, SLASeconds: 120, Members: []int64{agentID}},
+		{Name: "售前 Pre-sales L1", Tier: 1, SLASeconds: 60, Overflow: "技术支持 Tech L2", Members: []int64{agentID}},
+	} {
+		if _, err := desk.SaveGroup(ctx, g); err != nil {
+			return err
+		}
+		m.Log.Info("demo skill group created", "group", g.Name)
 	}
 	return nil
 }
