@@ -35,8 +35,10 @@ func (s *Server) supervisorRoutes(r *gin.Engine) {
 	adm.PUT("/groups", s.admSaveGroup)
 	adm.GET("/agents", s.admAgents)
 	adm.POST("/agents", s.requireRole(handoff.RoleAdmin), s.admCreateAgent)
+	adm.PATCH("/agents/:id", s.admUpdateAgent)
 	adm.GET("/canned", s.admCanned)
 	adm.PUT("/canned", s.admSaveCanned)
+	adm.DELETE("/canned/:id", s.admDeleteCanned)
 
 	// Aggregates only, no customer data: served without a login on the main listener until
 	// the admin listener exists.
@@ -257,12 +259,6 @@ type accountView struct {
 	LastSeen time.Time `json:"last_seen,omitzero"`
 }
 
-// accountLister is what listing every account needs from handoff. Until *handoff.Agents has
-// it, the list holds the accounts that take conversations, as the live view shows them.
-type accountLister interface {
-	List(ctx context.Context) ([]handoff.Agent, error)
-}
-
 func (s *Server) admAgents(c *gin.Context) {
 	ctx := c.Request.Context()
 	l, err := s.Queue.Live(ctx)
@@ -274,25 +270,18 @@ func (s *Server) admAgents(c *gin.Context) {
 	for _, a := range l.Agents {
 		live[a.ID] = a
 	}
+	all, err := s.Agents.List(ctx)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	var list []accountView
-	if lister, ok := any(s.Agents).(accountLister); ok {
-		all, err := lister.List(ctx)
-		if err != nil {
-			s.fail(c, err)
-			return
+	for _, ag := range all {
+		a := accountView{Agent: ag, Groups: []string{}}
+		if x, ok := live[ag.ID]; ok {
+			a.Active, a.Groups, a.LastSeen = x.Active, x.Groups, x.LastSeen
 		}
-		for _, ag := range all {
-			a := accountView{Agent: ag, Groups: []string{}}
-			if x, ok := live[ag.ID]; ok {
-				a.Active, a.Groups, a.LastSeen = x.Active, x.Groups, x.LastSeen
-			}
-			list = append(list, a)
-		}
-	} else {
-		for _, x := range l.Agents {
-			list = append(list, accountView{Agent: handoff.Agent{ID: x.ID, Name: x.Name, MaxChats: x.Max, Status: x.Status,
-				Languages: []string{}, Roles: []string{handoff.RoleAgent}}, Active: x.Active, Groups: x.Groups, LastSeen: x.LastSeen})
-		}
+		list = append(list, a)
 	}
 	c.JSON(http.StatusOK, gin.H{"agents": jsonList(list)})
 }
@@ -323,6 +312,46 @@ func (s *Server) admCreateAgent(c *gin.Context) {
 	}
 	s.log.InfoContext(c.Request.Context(), "account created", "agent_id", ag.ID, "roles", ag.Roles, "by", actor(c))
 	c.JSON(http.StatusCreated, ag)
+}
+
+// admUpdateAgent is PATCH /api/admin/agents/:id {name, languages, max_chats, channel_max,
+// roles}: supervisors change capacity and languages; only admins change roles.
+func (s *Server) admUpdateAgent(c *gin.Context) {
+	id, err := pathID(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	var ch handoff.AgentChange
+	if err := bindJSON(c, &ch); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if ch.Roles != nil && !c.MustGet("agent").(handoff.Agent).HasRole(handoff.RoleAdmin) {
+		s.fail(c, kefu.Errorf("api.admUpdateAgent", kefu.Forbidden, "only an admin changes roles"))
+		return
+	}
+	ag, err := s.Agents.Update(c.Request.Context(), id, ch)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.log.InfoContext(c.Request.Context(), "account changed", "agent_id", id, "by", actor(c))
+	s.Queue.Wake() // more room, perhaps
+	c.JSON(http.StatusOK, ag)
+}
+
+func (s *Server) admDeleteCanned(c *gin.Context) {
+	id, err := pathID(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := s.Desk.DeleteCanned(c.Request.Context(), id); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
 }
 
 func (s *Server) admCanned(c *gin.Context) {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"embed"
+	"encoding/json"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -42,6 +43,8 @@ type Agent struct {
 	MaxChats  int      `json:"max_chats"`
 	Status    string   `json:"status"`
 	Roles     []string `json:"roles"` // RoleAgent when empty on Create
+	// ChannelMax caps open chats per channel ({"web": 3}) within MaxChats.
+	ChannelMax map[string]int `json:"channel_max,omitempty"`
 }
 
 // Roles an account may hold.
@@ -116,6 +119,91 @@ VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, status`
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 		return Agent{}, kefu.Errorf(op, kefu.Conflict, "an agent with this e-mail exists")
+	}
+	if err != nil {
+		return Agent{}, kefu.E(op, kefu.Unavailable, err)
+	}
+	return ag, nil
+}
+
+// List is every account, by name, without password hashes.
+func (a *Agents) List(ctx context.Context) ([]Agent, error) {
+	rows, err := a.pool.Query(ctx, `SELECT `+agentColumns+` FROM handoff_agent a ORDER BY a.name, a.id`)
+	if err != nil {
+		return nil, kefu.E("handoff.ListAgents", kefu.Unavailable, err)
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (Agent, error) { return scanAgent(row) })
+}
+
+const agentColumns = `a.id, a.email, a.name, a.languages, a.max_chats, a.status, a.roles, a.channel_max`
+
+func scanAgent(row pgx.Row) (Agent, error) {
+	var ag Agent
+	var chanMax []byte
+	if err := row.Scan(&ag.ID, &ag.Email, &ag.Name, &ag.Languages, &ag.MaxChats, &ag.Status, &ag.Roles, &chanMax); err != nil {
+		return Agent{}, err
+	}
+	if err := json.Unmarshal(chanMax, &ag.ChannelMax); err != nil {
+		return Agent{}, err
+	}
+	return ag, nil
+}
+
+// AgentChange is a change to an account; nil fields stay as they are.
+type AgentChange struct {
+	Name       *string         `json:"name"`
+	Languages  *[]string       `json:"languages"`
+	MaxChats   *int            `json:"max_chats"`
+	ChannelMax *map[string]int `json:"channel_max"`
+	Roles      *[]string       `json:"roles"`
+}
+
+// Update changes an account. Lowering max_chats below the chats an agent holds keeps those
+// chats; no new one comes until the agent is under the new limit.
+func (a *Agents) Update(ctx context.Context, id int64, c AgentChange) (Agent, error) {
+	const op = "handoff.UpdateAgent"
+	if c.MaxChats != nil && (*c.MaxChats < 1 || *c.MaxChats > 100) {
+		return Agent{}, kefu.Errorf(op, kefu.Invalid, "max_chats must be 1 to 100")
+	}
+	if c.Roles != nil {
+		if len(*c.Roles) == 0 {
+			return Agent{}, kefu.Errorf(op, kefu.Invalid, "an account needs at least one role")
+		}
+		for _, r := range *c.Roles {
+			if r != RoleAdmin && r != RoleSupervisor && r != RoleAgent && r != RoleEditor {
+				return Agent{}, kefu.Errorf(op, kefu.Invalid, "unknown role %q (admin, supervisor, agent, editor)", r)
+			}
+		}
+	}
+	if c.Name != nil && (strings.TrimSpace(*c.Name) == "" || len(*c.Name) > 200) {
+		return Agent{}, kefu.Errorf(op, kefu.Invalid, "a name is 1–200 bytes")
+	}
+	var chanMax []byte
+	if c.ChannelMax != nil {
+		for ch, n := range *c.ChannelMax {
+			if ch == "" || n < 1 {
+				return Agent{}, kefu.Errorf(op, kefu.Invalid, "channel_max needs channel names and caps of at least 1")
+			}
+		}
+		chanMax, _ = json.Marshal(*c.ChannelMax)
+	}
+	var langs []string
+	if c.Languages != nil {
+		langs = *c.Languages
+		if langs == nil {
+			langs = []string{}
+		}
+	}
+	var roles []string
+	if c.Roles != nil {
+		roles = *c.Roles
+	}
+	ag, err := scanAgent(a.pool.QueryRow(ctx, `
+UPDATE handoff_agent a SET name = coalesce($2, name), languages = coalesce($3, languages), max_chats = coalesce($4, max_chats),
+       channel_max = coalesce($5, channel_max), roles = coalesce($6, roles)
+WHERE id = $1 RETURNING `+agentColumns, id, c.Name, langs, c.MaxChats, chanMax, roles))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Agent{}, kefu.Errorf(op, kefu.NotFound, "no account %d", id)
 	}
 	if err != nil {
 		return Agent{}, kefu.E(op, kefu.Unavailable, err)

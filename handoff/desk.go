@@ -244,6 +244,18 @@ func (d *Desk) CannedReplies(ctx context.Context) ([]Canned, error) {
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[Canned])
 }
 
+// DeleteCanned removes a canned reply.
+func (d *Desk) DeleteCanned(ctx context.Context, id int64) error {
+	tag, err := d.pool.Exec(ctx, "DELETE FROM handoff_canned WHERE id = $1", id)
+	if err != nil {
+		return kefu.E("handoff.DeleteCanned", kefu.Unavailable, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return kefu.Errorf("handoff.DeleteCanned", kefu.NotFound, "no canned reply %d", id)
+	}
+	return nil
+}
+
 // Ticket is a message left when no agent was online.
 type Ticket struct {
 	ID        int64     `json:"id"`

@@ -10,7 +10,7 @@ import (
 )
 
 // Dispositions an agent closes a conversation with.
-var Dispositions = []string{"resolved", "unresolved", "follow_up", "spam", "duplicate", "transferred_out", "customer_left"}
+var Dispositions = []string{"resolved", "unresolved", "follow_up", "spam", "duplicate", "transferred_out", "customer_left", "offline_ticket"}
 
 func validDisposition(d string) bool {
 	for _, x := range Dispositions {

@@ -193,6 +193,24 @@ func TestAgents(t *testing.T) {
 	if err := b.agents.SetStatus(t.Context(), 999999, handoff.Online); kefu.CodeOf(err) != kefu.NotFound {
 		t.Fatalf("unknown agent: %v, want not_found", err)
 	}
+	max, langs, caps := 7, []string{"zh", "en"}, map[string]int{"web": 2}
+	up, err := b.agents.Update(t.Context(), ag.ID, handoff.AgentChange{MaxChats: &max, Languages: &langs, ChannelMax: &caps})
+	if err != nil || up.MaxChats != 7 || len(up.Languages) != 2 || up.ChannelMax["web"] != 2 || up.Name != "Li" {
+		t.Fatalf("Update = %+v, %v", up, err)
+	}
+	zero, bad := 0, []string{"root"}
+	for _, ch := range []handoff.AgentChange{{MaxChats: &zero}, {Roles: &bad}, {ChannelMax: &map[string]int{"web": 0}}} {
+		if _, err := b.agents.Update(t.Context(), ag.ID, ch); kefu.CodeOf(err) != kefu.Invalid {
+			t.Errorf("Update(%+v): %v, want invalid", ch, err)
+		}
+	}
+	if _, err := b.agents.Update(t.Context(), 999999, handoff.AgentChange{MaxChats: &max}); kefu.CodeOf(err) != kefu.NotFound {
+		t.Fatalf("Update of an unknown account: %v", err)
+	}
+	all, err := b.agents.List(t.Context())
+	if err != nil || len(all) != 1 || all[0].Email != "li@shop.cn" || all[0].MaxChats != 7 {
+		t.Fatalf("List = %+v, %v", all, err)
+	}
 }
 
 type failingOwner struct{}

@@ -529,6 +529,7 @@ setInterval(() => {
 const DISPOSITIONS = {
   resolved: "已解决 Resolved", unresolved: "未解决 Unresolved", follow_up: "待跟进 Follow-up",
   transferred_out: "转至其他渠道 Transferred out", customer_left: "客户已离开 Customer left", duplicate: "重复 Duplicate", spam: "垃圾信息 Spam",
+  offline_ticket: "转为留言 Offline ticket",
 };
 
 // dispositions fills the close picker with the server's list (resolved first, the default).

@@ -3,13 +3,16 @@
 // checked) ask for a person; agents are notified, accept, read the bot's context, answer with
 // canned replies and knowledge answers, keep internal notes, transfer and close.
 //
-//   node api/webtest/console.mjs BASE_URL AGENT_EMAIL SECOND_AGENT_EMAIL PASSWORD [SCREENSHOT_DIR]
+//   node api/webtest/console.mjs BASE_URL AGENT_EMAIL SECOND_AGENT_EMAIL PASSWORD [SCREENSHOT_DIR [SCENARIO]]
 //
-// The server must have the desk of cmd/kefu's setupDesk: both agents in one skill group, and
-// the canned replies /thanks (zh and en) and /bye. Exits non-zero on the first step that fails.
+// SCENARIO is "walk" (the default: the whole desk, in Chinese and English) or "lapse" (an
+// offer nobody accepts goes away from the console, and the agent is made away; the server's
+// offers must lapse within seconds). The server must have the desk of cmd/kefu's setupDesk:
+// both agents in one skill group, and the canned replies /thanks (zh and en) and /bye. Exits
+// non-zero on the first step that fails.
 import { chromium } from "playwright-core";
 
-const [base, email1, email2, password, shots] = process.argv.slice(2);
+const [base, email1, email2, password, shots, scenario = "walk"] = process.argv.slice(2);
 if (!base || !email1 || !email2 || !password) {
   console.error("usage: node console.mjs BASE_URL AGENT_EMAIL SECOND_AGENT_EMAIL PASSWORD [SCREENSHOT_DIR]");
   process.exit(2);
@@ -142,8 +145,45 @@ async function insertKnowledge(page, q) {
   return text;
 }
 
+// lapse: an offer that is not accepted in time leaves the console, which says why.
+async function lapse() {
+  const agent = await agentPage("agent1");
+  step("agent logs in");
+  await logIn(agent, email1);
+  step("a customer asks for a person; the agent is offered the conversation with a countdown");
+  const c = await customer("zh");
+  await c.say("转人工");
+  await agent.locator("#sessions li", { hasText: "#" + c.id }).waitFor();
+  await agent.locator("#offer:not([hidden])").waitFor();
+  await agent.locator("#sessions li .ac-left").waitFor();
+  step("nobody accepts: the conversation leaves the console, which says so, and the agent is away");
+  await agent.locator("#empty:not([hidden])").waitFor({ timeout: 15000 });
+  await agent.locator("#notice", { hasText: "lapsed" }).waitFor();
+  await agent.locator("#status", { hasText: "away" }).waitFor();
+  if ((await agent.inputValue("#presence")) !== "away") throw new Error("the presence picker does not show away");
+  step("the agent comes back online");
+  await agent.selectOption("#presence", "online");
+  await agent.locator("#status", { hasText: "online" }).waitFor();
+}
+
 let failed = false;
 try {
+  if (scenario === "lapse") {
+    await lapse();
+  } else {
+    await walk();
+  }
+  console.log("ok: all steps passed");
+} catch (err) {
+  failed = true;
+  console.error("FAILED: " + err.message);
+} finally {
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);
+
+// walk is the whole desk, in Chinese then in English.
+async function walk() {
   const agent1 = await agentPage("agent1");
   const agent2 = await agentPage("agent2");
 
@@ -273,11 +313,4 @@ try {
   await agent1.locator("#empty:not([hidden])").waitFor();
   await en.wait("the survey", { type: "message", msg: { survey: true } });
   await en.neverGot("NOTE-0042");
-  console.log("ok: all steps passed");
-} catch (err) {
-  failed = true;
-  console.error("FAILED: " + err.message);
-} finally {
-  await browser.close();
 }
-process.exit(failed ? 1 : 0);

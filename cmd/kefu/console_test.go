@@ -527,3 +527,19 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("browser walk failed: %v", err)
 	}
 }
+
+// TestConsoleLapseInBrowser: an offer the agent does not accept in time leaves the console
+// (api/webtest/console.mjs lapse), which says why and shows the agent away, as the router made
+// them.
+func TestConsoleLapseInBrowser(t *testing.T) {
+	t.Parallel()
+	shots := needBrowser(t)
+	b := setupDesk(t, 3)
+	cmd := exec.CommandContext(t.Context(), "node", "../../api/webtest/console.mjs", b.m.URL, DemoAgentEmail, secondAgentEmail,
+		b.m.Config.DemoPassword, shots, "lapse")
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s", out)
+	if err != nil {
+		t.Fatalf("browser walk failed: %v", err)
+	}
+}

@@ -15,7 +15,7 @@ import (
 // assignment, no agent past capacity, nothing lost) and behaves like the theory says.
 func TestHandoffSim(t *testing.T) {
 	t.Parallel()
-	// Five agents at 75% utilisation: Erlang C predicts a mean wait of 26.9 s.
+	// Five agents at 75% utilisation: Erlang C predicts a mean wait of 22.2 s, and that 46% wait.
 	base := SimConfig{Agents: 5, MaxChats: 1, ArrivalRate: 3.75, Handle: time.Minute, HandleDist: "exponential",
 		Conversations: 2000, Warmup: 100, SLA: 20 * time.Second, Seed: 7, Strategy: handoff.LeastBusy, CheckEvery: 500, Workers: 4}
 	setup := func(t *testing.T) *slog.Logger {
@@ -46,15 +46,17 @@ func TestHandoffSim(t *testing.T) {
 			t.Errorf("the queue's report has a mean wait of %v s, the simulation %v s", got, want)
 		}
 
-		// The statistical check. How far a mean of 1,900 waits strays from Erlang C is
-		// measured, not guessed: the ideal queue (which the real one matched exactly) is run
-		// with 200 other seeds, and the real queue's mean must lie within four of their
-		// standard deviations of the prediction (a correct queue fails about once in 15,000
-		// seeds). A queue that left a free agent idle while a customer waited, or that gave
-		// an agent two customers, would be off by far more.
-		theory := handoff.MMN{Servers: base.Agents, Rate: base.ArrivalRate / 60, Handle: base.Handle}.MeanWait()
+		// The statistical check. How far the mean of 1,900 correlated waits strays from
+		// Erlang C is measured, not guessed: the ideal queue (which the real one matched
+		// exactly) runs with 200 other seeds, and the real queue's mean wait must lie within
+		// five of their standard deviations of the prediction, its share of customers who
+		// waited within four. The mean wait is skewed to the right: over 10,000 seeds of the
+		// ideal queue 0.15% fell beyond five standard deviations (0.55% beyond four), and
+		// 0.04% of the shares beyond four. A queue that left an agent idle while a customer
+		// waited, or gave an agent two customers at once, would be off by far more.
+		m := handoff.MMN{Servers: base.Agents, Rate: base.ArrivalRate / 60, Handle: base.Handle}
 		const reps = 200
-		var sum, sumSq float64
+		var waits, shares []float64
 		for seed := range uint64(reps) {
 			sc := base
 			sc.Seed = 1000 + seed
@@ -62,26 +64,25 @@ func TestHandoffSim(t *testing.T) {
 			if _, err := simulate(t.Context(), sc, convs, newIdealQueue(sc, len(convs)), func(int, time.Duration) {}); err != nil {
 				t.Fatal(err)
 			}
-			m := simFigures(sc, convs, &simRun{}).MeanWait
-			sum += m
-			sumSq += m * m
+			f := simFigures(sc, convs, &simRun{})
+			waits, shares = append(waits, f.MeanWait), append(shares, f.PWait)
 		}
-		mean := sum / reps
-		sd := math.Sqrt((sumSq - reps*mean*mean) / (reps - 1))
-		got := rep.Simulated.MeanWait
-		t.Logf("mean wait %.2f s (95%% CI ± %.2f), Erlang C %.2f s; the ideal queue over %d seeds %.2f s, sd %.2f s",
-			got, rep.Simulated.MeanWaitCI95, theory, reps, mean, sd)
-		if math.Abs(got-theory) > 4*sd {
-			t.Errorf("mean wait %.2f s, Erlang C %.2f s: more than 4 sd (%.2f s) apart", got, theory, sd)
+		meanWait, sdWait := meanSD(waits)
+		_, sdShare := meanSD(shares)
+		got := rep.Simulated
+		t.Logf("mean wait %.2f s (95%% CI ± %.2f), Erlang C %.2f s; the ideal queue over %d seeds %.2f s, sd %.2f s; P(wait) %.3f, Erlang C %.3f, sd %.3f",
+			got.MeanWait, got.MeanWaitCI95, m.MeanWait(), reps, meanWait, sdWait, got.PWait, m.PWait(), sdShare)
+		if math.Abs(got.MeanWait-m.MeanWait()) > 5*sdWait {
+			t.Errorf("mean wait %.2f s, Erlang C %.2f s: more than 5 sd (%.2f s) apart", got.MeanWait, m.MeanWait(), sdWait)
 		}
-		// And the simulation itself, averaged over the 200 seeds (380,000 waits), is
-		// within four standard errors of the theory.
-		if se := sd / math.Sqrt(reps); math.Abs(mean-theory) > 4*se {
+		if math.Abs(got.PWait-m.PWait()) > 4*sdShare {
+			t.Errorf("P(wait) %.3f, Erlang C %.3f: more than 4 sd (%.3f) apart", got.PWait, m.PWait(), sdShare)
+		}
+		// The simulation itself, averaged over the 200 seeds (380,000 waits), is within four
+		// standard errors of the theory: the check on the check.
+		if se := sdWait / math.Sqrt(reps); math.Abs(meanWait-m.MeanWait()) > 4*se {
 			t.Errorf("the ideal queue's mean wait over %d seeds is %.2f s, Erlang C %.2f s: more than 4 standard errors (%.2f s) apart",
-				reps, mean, theory, se)
-		}
-		if p := rep.Theory.PWait; math.Abs(rep.Simulated.PWait-p) > 0.1 {
-			t.Errorf("P(wait) %.3f, Erlang C %.3f", rep.Simulated.PWait, p)
+				reps, meanWait, m.MeanWait(), se)
 		}
 	})
 
@@ -93,7 +94,7 @@ func TestHandoffSim(t *testing.T) {
 		sc.Agents, sc.MaxChats, sc.ArrivalRate, sc.Conversations, sc.Warmup = 10, 2, 15, 1500, 0
 		sc.Patience = 45 * time.Second // abandons race with routers too
 		sc.Concurrent = 3
-		sc.TimeScale = 2000 // a minute's handling in 30 ms
+		sc.TimeScale = 1000 // a minute's handling in 60 ms
 		rep, err := handoffSim(t.Context(), pool, sc, log)
 		if err != nil {
 			t.Fatal(err)
@@ -107,8 +108,19 @@ func TestHandoffSim(t *testing.T) {
 		if c.Assignments+c.Abandoned != sc.Conversations {
 			t.Errorf("%d assigned and %d abandoned of %d customers", c.Assignments, c.Abandoned, sc.Conversations)
 		}
-		if c.Assignments < sc.Conversations/2 || c.RouteErrors != 0 {
+		if c.Assignments < sc.Conversations/4 || c.RouteErrors != 0 {
 			t.Errorf("%d assignments, %d routing errors", c.Assignments, c.RouteErrors)
 		}
 	})
+}
+
+func meanSD(xs []float64) (mean, sd float64) {
+	for _, x := range xs {
+		mean += x
+	}
+	mean /= float64(len(xs))
+	for _, x := range xs {
+		sd += (x - mean) * (x - mean)
+	}
+	return mean, math.Sqrt(sd / float64(len(xs)-1))
 }
