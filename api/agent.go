@@ -280,7 +280,12 @@ func (s *Server) agentTransfer(ctx context.Context, agentID, sessionID int64, da
 	if a.AgentID != 0 {
 		return nil // OnAssigned has told the new agent and the customer
 	}
-	// Back in a queue: the customer reads that they wait again, and where.
+	return s.tellRequeued(ctx, sessionID)
+}
+
+// tellRequeued tells a customer whose conversation went back to the queue (a transfer to a
+// group, a lapsed offer) that they wait again, and where.
+func (s *Server) tellRequeued(ctx context.Context, sessionID int64) error {
 	sess, err := s.Engine.Get(ctx, sessionID)
 	if err != nil {
 		return err
@@ -290,6 +295,17 @@ func (s *Server) agentTransfer(ctx context.Context, agentID, sessionID int64, da
 	}
 	s.sendQueueState(ctx, sess)
 	return nil
+}
+
+// OnLapsed is the queue's callback after offers lapsed: each agent learns at once that the
+// conversation is gone (and that they are away), each customer that they wait again.
+func (s *Server) OnLapsed(ctx context.Context, ls []handoff.Lapse) {
+	for _, l := range ls {
+		s.Broker.Publish(agentTopic(l.AgentID), mustJSON(gin.H{"type": "lapsed", "session_id": l.SessionID, "status": handoff.Away}))
+		if err := s.tellRequeued(ctx, l.SessionID); err != nil {
+			s.log.WarnContext(ctx, "could not tell a customer their offer lapsed", "session_id", l.SessionID, "err", err)
+		}
+	}
 }
 
 // agentJoined marks the agent online and sends them what they already own.

@@ -1,12 +1,15 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -149,6 +152,7 @@ func (s *Server) customerWS(c *gin.Context) {
 	}
 	defer s.untrack(cn)
 	var sessionID atomic.Int64
+	w := &waiter{conn: cn}
 	t := helloTimer(cn, func() bool { return sessionID.Load() != 0 })
 	defer t.Stop()
 	var unsubscribe func()
@@ -190,13 +194,21 @@ func (s *Server) customerWS(c *gin.Context) {
 			}
 			// Subscribe before reading the backlog, so nothing falls between the two; the
 			// widget drops a seq it already has.
-			unsubscribe = s.Broker.Subscribe(sessionTopic(sess.ID), cn)
+			w.setState(sess.State)
+			unsubscribe = s.Broker.Subscribe(sessionTopic(sess.ID), w)
 			sessionID.Store(sess.ID)
+			go s.refreshWaiting(w, sess.ID)
 			msgs, err := s.Engine.Messages(ctx, sess.ID, f.Since, 0)
 			if err != nil {
 				return err
 			}
 			cn.sendJSON(gin.H{"type": "welcome", "session": sess, "messages": nonNilMessages(forCustomer(msgs))})
+			if sess.State == dialog.StateQueued {
+				// The customer is back (or still here): not gone from the queue.
+				if err := s.Engine.Present(ctx, sess.ID); err != nil {
+					s.log.WarnContext(ctx, "could not record a waiting customer's presence", "session_id", sess.ID, "err", err)
+				}
+			}
 			s.sendQueueState(ctx, sess)
 			// A customer back after a while to an unfinished task is reminded where it stood.
 			if m, err := s.Engine.Resume(ctx, sess.ID); err != nil {
@@ -214,6 +226,13 @@ func (s *Server) customerWS(c *gin.Context) {
 				cn.sendError(err, map[string]any{"client_id": f.ClientID})
 			}
 			return nil
+		case "leave_queue":
+			id := sessionID.Load()
+			if id == 0 {
+				return kefu.Errorf("api.leaveQueue", kefu.Unauthorized, "say hello with your session id and token first")
+			}
+			_, err := s.leaveQueue(ctx, id)
+			return err
 		default:
 			return kefu.Errorf("api.customerWS", kefu.Invalid, "unknown frame type %q", f.Type)
 		}
@@ -241,31 +260,307 @@ func (s *Server) customerTurn(ctx context.Context, cn *conn, sessionID int64, f 
 		s.Broker.Publish(agentTopic(res.Session.AgentID), mustJSON(gin.H{"type": "message", "message": res.Customer}))
 	}
 	if res.Escalated {
-		s.Queue.Wake()
+		s.Metrics.Escalated(escalationReason(res.Replies))
 		s.sendQueueState(ctx, res.Session)
+		s.Queue.Wake()
 	}
 	return nil
 }
 
+// escalationReason is why a turn handed the conversation to the queue, from the reply that
+// said so.
+func escalationReason(replies []dialog.Message) string {
+	for _, m := range replies {
+		if m.Meta.Event == "escalated" {
+			return m.Meta.Reason
+		}
+	}
+	return ""
+}
+
 // Deliver sends messages the server wrote outside a customer's turn (inactivity reminders
-// and closes, resume prompts) to the connections of their sessions.
+// and closes, resume prompts, customers taken out of the queue, offline tickets, thanks for
+// a rating) to the connections of their sessions, with the state each leaves the session in.
+// It counts the abandonments among them: the sweep's as well as those customers asked for.
 func (s *Server) Deliver(ms []dialog.Message) {
-	for _, m := range ms {
-		s.Broker.Publish(sessionTopic(m.SessionID), mustJSON(gin.H{"type": "message", "message": m}))
-		if m.Meta.Event == "inactivity_closed" {
-			s.Broker.Publish(sessionTopic(m.SessionID), mustJSON(gin.H{"type": "state", "state": dialog.StateClosed}))
+	for _, m := range forCustomer(ms) {
+		topic := sessionTopic(m.SessionID)
+		s.Broker.Publish(topic, mustJSON(gin.H{"type": "message", "message": m}))
+		switch m.Meta.Event {
+		case "inactivity_closed":
+			s.Broker.Publish(topic, mustJSON(gin.H{"type": "state", "state": dialog.StateClosed}))
+		case "abandoned":
+			s.Metrics.Abandoned(m.Meta.Group)
+			s.Broker.Publish(topic, mustJSON(gin.H{"type": "state", "state": dialog.StateBot}))
+		case "offline_ticket":
+			s.Broker.Publish(topic, mustJSON(gin.H{"type": "state", "state": dialog.StateBot}))
 		}
 	}
 }
 
-// sendQueueState tells the session's connections where they stand in the queue.
+// sendQueueState tells the session's connections the state it is in and, while it waits for
+// a person, where they stand (queueFrame). A session that has left the queue in the meantime
+// gets nothing here: whatever moved it on tells its customer.
 func (s *Server) sendQueueState(ctx context.Context, sess dialog.Session) {
 	f := gin.H{"type": "state", "state": sess.State}
 	if sess.State == dialog.StateQueued {
-		pos, err := s.Queue.Position(ctx, sess.ID)
-		if err == nil {
-			f["position"] = pos
+		qf, queued, err := s.queueFrame(ctx, sess.ID)
+		switch {
+		case err != nil:
+			s.log.WarnContext(ctx, "could not read a customer's place in the queue", "session_id", sess.ID, "err", err)
+		case !queued:
+			return
+		default:
+			f = qf
 		}
 	}
 	s.Broker.Publish(sessionTopic(sess.ID), mustJSON(f))
+}
+
+// queueFrame is the state frame of a waiting customer: their place (1: next), the estimated
+// wait in whole seconds (0: no estimate, as when nobody is online) and the agents online who
+// could take the conversation (0: the widget offers to leave a message). queued is false when
+// the session is not waiting.
+func (s *Server) queueFrame(ctx context.Context, sessionID int64) (f gin.H, queued bool, err error) {
+	w, err := s.Queue.Wait(ctx, sessionID)
+	if err != nil || w.Position == 0 {
+		return nil, false, err
+	}
+	secs := int64((w.Estimated + time.Second - 1) / time.Second)
+	return gin.H{"type": "state", "state": dialog.StateQueued, "position": w.Position, "wait_seconds": secs, "online": w.Online}, true, nil
+}
+
+// waiter is a customer's connection as its session's topic sees it: it notes the state in
+// the state frames that pass, so that refreshWaiting knows, without asking the database,
+// whether the customer waits for a person.
+type waiter struct {
+	*conn
+	state atomic.Value // string: the session's state as this connection last heard it
+}
+
+func (w *waiter) setState(st string) { w.state.Store(st) }
+
+func (w *waiter) getState() string {
+	st, _ := w.state.Load().(string)
+	return st
+}
+
+// stateTag marks a state frame: inside a JSON string its quotes would be escaped, so only a
+// frame's own keys can match it.
+const stateTag = `"type":"state"`
+
+// Enqueue notes a state frame's state and queues the frame; it never blocks.
+func (w *waiter) Enqueue(frame []byte) bool {
+	if bytes.Contains(frame, []byte(stateTag)) {
+		var f struct {
+			Type  string `json:"type"`
+			State string `json:"state"`
+		}
+		if json.Unmarshal(frame, &f) == nil && f.Type == "state" && f.State != "" {
+			w.setState(f.State)
+		}
+	}
+	return w.conn.Enqueue(frame)
+}
+
+// refreshWaiting runs for a connection's life once it said hello. Every waitRefresh, while
+// its customer waits for a person, it tells the connection their place and estimated wait
+// again, and records that they are still there (dialog.Engine.Present): one query to read
+// and one to write per waiting connection, and nothing for the others. It also notices a
+// conversation that went back to waiting without this connection hearing of it (an offer
+// that lapsed), and one that left the queue.
+func (s *Server) refreshWaiting(w *waiter, sessionID int64) {
+	t := time.NewTicker(s.waitRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-w.done:
+			return
+		case <-t.C:
+		}
+		before := w.getState()
+		if before != dialog.StateQueued && before != dialog.StateAgent {
+			continue
+		}
+		s.refreshOnce(w, sessionID, before)
+	}
+}
+
+func (s *Server) refreshOnce(w *waiter, sessionID int64, before string) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.waitRefresh)
+	defer cancel()
+	f, queued, err := s.queueFrame(ctx, sessionID)
+	if err != nil {
+		s.log.DebugContext(ctx, "could not refresh a customer's place in the queue", "session_id", sessionID, "err", err)
+		return
+	}
+	if queued {
+		if err := s.Engine.Present(ctx, sessionID); err != nil {
+			s.log.DebugContext(ctx, "could not record a waiting customer's presence", "session_id", sessionID, "err", err)
+		}
+		w.setState(dialog.StateQueued)
+		w.sendJSON(f)
+		return
+	}
+	if before != dialog.StateQueued {
+		return
+	}
+	// The queue moved on and the frame that said so went to the connection before an older
+	// one: say where the conversation is now.
+	sess, err := s.Engine.Get(ctx, sessionID)
+	if err == nil && sess.State != dialog.StateQueued {
+		w.setState(sess.State)
+		w.sendJSON(gin.H{"type": "state", "state": sess.State})
+	}
+}
+
+// customerRoutes are the customer's REST actions on their own session, each authorised by
+// the session token as a bearer token (a wrong token and an unknown session are both 404).
+func (s *Server) customerRoutes(api *gin.RouterGroup) {
+	api.POST("/sessions/:id/abandon", s.customerAbandon)
+	api.POST("/sessions/:id/ticket", s.customerTicket)
+	api.POST("/sessions/:id/csat", s.customerCSAT)
+}
+
+// customerSession is the session of the route's :id when the bearer token is its
+// customer's; otherwise it has answered with the error.
+func (s *Server) customerSession(c *gin.Context) (dialog.Session, bool) {
+	id, err := pathID(c)
+	if err != nil {
+		s.fail(c, err)
+		return dialog.Session{}, false
+	}
+	sess, err := s.Engine.Authorize(c.Request.Context(), id, bearer(c))
+	if err != nil {
+		s.fail(c, err)
+		return dialog.Session{}, false
+	}
+	return sess, true
+}
+
+// customerAbandon is POST /api/sessions/:id/abandon: the customer stops waiting for a
+// person and the bot takes the conversation back → {"message"} (the system message that
+// says so, also pushed to the session's connections). 409 when not waiting.
+func (s *Server) customerAbandon(c *gin.Context) {
+	sess, ok := s.customerSession(c)
+	if !ok {
+		return
+	}
+	m, err := s.leaveQueue(c.Request.Context(), sess.ID)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"message": m, "state": dialog.StateBot})
+}
+
+// leaveQueue takes a waiting customer out of the queue (counted as abandoned, by Deliver).
+func (s *Server) leaveQueue(ctx context.Context, sessionID int64) (dialog.Message, error) {
+	m, err := s.Engine.Abandon(ctx, sessionID)
+	if err != nil {
+		return dialog.Message{}, err
+	}
+	s.Deliver([]dialog.Message{m})
+	return m, nil
+}
+
+// customerTicket is POST /api/sessions/:id/ticket {"name","email","text"}: a waiting
+// customer leaves a message instead (an offline ticket; the e-mail defaults to the profile's
+// and is required, as the answer goes there) → 201 {"ticket": {"id","created_at"},
+// "message"}. The conversation leaves the queue (disposition offline_ticket) and goes back
+// to the bot. 409 when not waiting; 400 for a bad message or address.
+//
+// The ticket is stored first, then the request closed: the desk stores tickets outside the
+// session's transaction, and should the second step fail (an agent took the conversation in
+// between, the database went away), a message kept while the customer still waits is
+// better than a message lost.
+func (s *Server) customerTicket(c *gin.Context) {
+	const op = "api.customerTicket"
+	sess, ok := s.customerSession(c)
+	if !ok {
+		return
+	}
+	ctx := c.Request.Context()
+	var body struct {
+		Name  string `json:"name"`
+		Email string `json:"email"`
+		Text  string `json:"text"`
+	}
+	if err := bindJSON(c, &body); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if sess.State != dialog.StateQueued {
+		s.fail(c, kefu.Errorf(op, kefu.Conflict, "a message can be left while waiting for a person; this conversation is not waiting"))
+		return
+	}
+	if s.Desk == nil {
+		s.fail(c, kefu.Errorf(op, kefu.Unavailable, "messages cannot be left on this server"))
+		return
+	}
+	if strings.TrimSpace(body.Name) == "" {
+		body.Name = sess.Profile.Name
+	}
+	if strings.TrimSpace(body.Email) == "" {
+		body.Email = sess.Profile.Email
+	}
+	if strings.TrimSpace(body.Email) == "" {
+		s.fail(c, kefu.Errorf(op, kefu.Invalid, "an e-mail address is needed: the answer is sent there"))
+		return
+	}
+	t, err := s.Desk.LeaveMessage(ctx, handoff.Ticket{SessionID: sess.ID, Name: body.Name, Email: body.Email, Body: body.Text,
+		Language: sess.Language})
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	out := gin.H{"ticket": gin.H{"id": t.ID, "created_at": t.CreatedAt}}
+	m, err := s.Engine.LeaveMessage(ctx, sess.ID)
+	switch {
+	case err == nil:
+		s.Deliver([]dialog.Message{m})
+		out["message"] = m
+	case kefu.CodeOf(err) == kefu.Conflict: // taken by an agent in between: they can read it
+		s.log.InfoContext(ctx, "offline ticket left by a customer no longer waiting", "session_id", sess.ID, "ticket_id", t.ID)
+	default:
+		s.log.WarnContext(ctx, "offline ticket stored but the request stays queued", "session_id", sess.ID, "ticket_id", t.ID, "err", err)
+	}
+	c.JSON(http.StatusCreated, out)
+}
+
+// customerCSAT is POST /api/sessions/:id/csat {"score": 1–5, "comment"}: the customer rates
+// the last conversation a person closed in their session → {"message"} (the thanks, which
+// stays in the transcript so the survey is not shown again). 400 for a score outside 1–5,
+// 404 when no person has closed a conversation here, 409 when it is already rated.
+func (s *Server) customerCSAT(c *gin.Context) {
+	sess, ok := s.customerSession(c)
+	if !ok {
+		return
+	}
+	ctx := c.Request.Context()
+	var body struct {
+		Score   int    `json:"score"`
+		Comment string `json:"comment"`
+	}
+	if err := bindJSON(c, &body); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if s.Desk == nil {
+		s.fail(c, kefu.Errorf("api.customerCSAT", kefu.Unavailable, "ratings cannot be given on this server"))
+		return
+	}
+	if err := s.Desk.RateService(ctx, sess.ID, body.Score, body.Comment); err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.Metrics.Rated(body.Score)
+	out := gin.H{"rated": true}
+	if m, err := s.Engine.Rated(ctx, sess.ID); err != nil {
+		s.log.WarnContext(ctx, "rating stored without its thanks", "session_id", sess.ID, "err", err)
+	} else {
+		s.Deliver([]dialog.Message{m})
+		out["message"] = m
+	}
+	c.JSON(http.StatusOK, out)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -28,7 +29,10 @@ type PGBroker struct {
 	log  *slog.Logger
 	id   string // this instance, so that it skips its own notifications
 	out  chan outFrame
-	seq  atomic.Uint64
+	// channel is BrokerChannel suffixed with the database and schema, so that deployments (and
+	// tests) sharing a server never hear each other; set by Run before anything is sent.
+	channel string
+	seq     atomic.Uint64
 
 	mu      sync.Mutex
 	partial map[string]*pieces // frame id → the pieces received so far
@@ -44,8 +48,15 @@ type pieces struct {
 	at    time.Time
 }
 
-// BrokerChannel is the PostgreSQL channel frames travel on.
+// BrokerChannel is the prefix of the PostgreSQL channel frames travel on.
 const BrokerChannel = "kefu_frames"
+
+// channelFor names the channel of the pool's database and schema.
+func channelFor(ctx context.Context, pool *pgxpool.Pool, prefix string) (string, error) {
+	var ch string
+	err := pool.QueryRow(ctx, `SELECT $1 || '_' || substr(md5(current_database() || '.' || current_schema()), 1, 12)`, prefix).Scan(&ch)
+	return ch, err
+}
 
 // maxPayload keeps a notification under PostgreSQL's 8000-byte limit with room for the header.
 const maxPayload = 7600
@@ -76,6 +87,22 @@ func (b *PGBroker) Subscribe(topic string, s Subscriber) func() { return b.hub.S
 // Run sends queued frames and receives the other instances' until ctx ends, reconnecting
 // when the database goes away.
 func (b *PGBroker) Run(ctx context.Context) {
+	for b.channel == "" {
+		ch, err := channelFor(ctx, b.pool, BrokerChannel)
+		if err == nil {
+			b.channel = ch
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		b.log.WarnContext(ctx, "broker cannot reach the database; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() { b.send(ctx) })
 	wg.Go(func() { b.listen(ctx) })
@@ -125,7 +152,7 @@ func (b *PGBroker) send(ctx context.Context) {
 		}
 		for attempt := 0; ; attempt++ {
 			_, err := b.pool.Exec(ctx, "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS u(p, i) ORDER BY i",
-				BrokerChannel, batch)
+				b.channel, batch)
 			if err == nil || ctx.Err() != nil {
 				break
 			}
@@ -146,7 +173,7 @@ func (b *PGBroker) listen(ctx context.Context) {
 				return err
 			}
 			defer c.Release()
-			if _, err := c.Exec(ctx, "LISTEN "+BrokerChannel); err != nil {
+			if _, err := c.Exec(ctx, "LISTEN "+pgx.Identifier{b.channel}.Sanitize()); err != nil {
 				return err
 			}
 			for {

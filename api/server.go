@@ -49,6 +49,8 @@ type Server struct {
 	log      *slog.Logger
 	upgrader websocket.Upgrader
 	turnWait time.Duration
+	// waitRefresh is how often a waiting customer's connection is told their place again.
+	waitRefresh time.Duration
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -64,7 +66,7 @@ func New(d Deps) *Server {
 	if d.Metrics == nil {
 		d.Metrics = NewMetrics(d.Queue, d.Log)
 	}
-	s := &Server{Deps: d, log: d.Log.With("component", "api"), turnWait: 30 * time.Second,
+	s := &Server{Deps: d, log: d.Log.With("component", "api"), turnWait: 30 * time.Second, waitRefresh: 15 * time.Second,
 		conns: map[*conn]struct{}{}, presence: map[int64]int{}}
 	s.upgrader = websocket.Upgrader{
 		ReadBufferSize: 4096, WriteBufferSize: 4096,
@@ -87,6 +89,7 @@ func (s *Server) Handler() http.Handler {
 	api.POST("/sessions", s.createSession)
 	api.GET("/sessions/:id/messages", s.customerMessages)
 	api.POST("/sessions/:id/feedback", s.customerFeedback)
+	s.customerRoutes(api)
 	api.POST("/login", s.agentLogin)
 	api.POST("/agent/login", s.agentLogin)
 	api.GET("/agent/me", s.agentAuth, func(c *gin.Context) { c.JSON(http.StatusOK, c.MustGet("agent")) })

@@ -38,6 +38,8 @@ type Escalator interface {
 	Enqueue(ctx context.Context, tx pgx.Tx, r handoff.Request) (bool, error)
 	Close(ctx context.Context, tx pgx.Tx, sessionID int64, disposition string) (bool, error)
 	Abandon(ctx context.Context, tx pgx.Tx, sessionID int64) (bool, error)
+	// Current is the session's open request, if any (read outside any transaction).
+	Current(ctx context.Context, sessionID int64) (handoff.Assignment, bool, error)
 	// Hold locks the session's open request: taken before the session's own lock by everything
 	// that changes both, as the router does, so that the two never wait on each other.
 	Hold(ctx context.Context, tx pgx.Tx, sessionID int64) error
@@ -64,6 +66,10 @@ type Config struct {
 	// (default 15m); ResumeAfter is the absence after which a returning customer is reminded
 	// of the open task (default 1m).
 	ReminderAfter, CloseAfter, ResumeAfter time.Duration
+	// AbandonAfter is how long a waiting customer may be gone (no message, no open
+	// connection: Present) before Sweep takes them out of the queue as abandoned (default 2m;
+	// negative: never).
+	AbandonAfter time.Duration
 	// Flows are the tasks the bot can do; without them it answers from knowledge only.
 	Flows []*Flow
 	// Webhooks calls the services flows name (default: an unsigned client).
@@ -153,6 +159,9 @@ func (c *Config) defaults() {
 	if c.ResumeAfter <= 0 {
 		c.ResumeAfter = time.Minute
 	}
+	if c.AbandonAfter == 0 {
+		c.AbandonAfter = 2 * time.Minute
+	}
 	if c.Webhooks == nil {
 		c.Webhooks = &WebhookClient{}
 	}
@@ -175,13 +184,14 @@ type Engine struct {
 	hooks    *WebhookClient
 	flows    map[string]*Flow // by name
 	byIntent map[string]*Flow // by trigger intent
+	started  time.Time        // Sweep abandons nobody before AbandonAfter has passed since
 }
 
 // NewEngine returns an engine. Flows must come from LoadFlows.
 func NewEngine(pool *pgxpool.Pool, u Understander, a Answerer, e Escalator, cfg Config, log *slog.Logger) *Engine {
 	cfg.defaults()
 	en := &Engine{pool: pool, nlu: u, kb: a, esc: e, cfg: cfg, log: log.With("component", "dialog"), hooks: cfg.Webhooks,
-		flows: map[string]*Flow{}, byIntent: map[string]*Flow{}}
+		flows: map[string]*Flow{}, byIntent: map[string]*Flow{}, started: cfg.Now()}
 	for _, fl := range cfg.Flows {
 		en.flows[fl.Name] = fl
 		for _, in := range fl.Trigger.Intents {
@@ -511,26 +521,101 @@ func (e *Engine) Requeued(ctx context.Context, tx pgx.Tx, sessionIDs []int64) er
 	return e.passSessions(ctx, tx, "dialog.Requeued", StateQueued, sessionIDs, agents, bodies, meta)
 }
 
+// A conversation that goes back to waiting starts a fresh AbandonAfter: its customer, who
+// may have said nothing to the agent for a while, is not counted gone at once.
 func (e *Engine) passSessions(ctx context.Context, tx pgx.Tx, op, state string, ids, agents []int64, bodies []string, meta []byte) error {
 	const q = `
 WITH v AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS v(id, agent, body)),
 s AS (
-    UPDATE dialog_session d SET state = $4, agent_id = nullif(v.agent, 0), last_seq = d.last_seq + 1, updated_at = now()
+    UPDATE dialog_session d SET state = $4, agent_id = nullif(v.agent, 0), last_seq = d.last_seq + 1, updated_at = now(),
+        last_active_at = CASE WHEN $4 = 'queued' THEN greatest(d.last_active_at, $8) ELSE d.last_active_at END
     FROM v WHERE d.id = v.id
     RETURNING d.id, d.last_seq, d.language, v.body
 )
 INSERT INTO dialog_message (session_id, seq, role, body, meta)
 SELECT s.id, s.last_seq, 'system', CASE WHEN s.body <> '' THEN s.body WHEN s.language LIKE 'zh%' THEN $6 ELSE $7 END, $5 FROM s`
-	if _, err := tx.Exec(ctx, q, ids, agents, bodies, state, meta, text("zh", "requeued"), text("en", "requeued")); err != nil {
+	if _, err := tx.Exec(ctx, q, ids, agents, bodies, state, meta, text("zh", "requeued"), text("en", "requeued"), e.cfg.Now()); err != nil {
 		return kefu.E(op, kefu.Unavailable, err)
 	}
 	return nil
 }
 
 // Abandon is the customer who stops waiting for a person: the request is recorded as
-// abandoned and the bot takes the conversation back. It returns the system message it wrote.
+// abandoned and the bot takes the conversation back. It returns the system message it wrote
+// (Meta.Group: the skill group the customer waited for). It returns Conflict when the
+// conversation is not waiting.
 func (e *Engine) Abandon(ctx context.Context, sessionID int64) (Message, error) {
+	m, err := e.abandon(ctx, sessionID, time.Time{})
+	if err != nil {
+		return Message{}, err
+	}
+	return *m, nil
+}
+
+// abandon takes a waiting conversation out of the queue. With a non-zero goneBefore it is
+// Sweep's: it does nothing (nil, nil) unless the customer, under the session's lock, is still
+// waiting and has not been seen since goneBefore.
+func (e *Engine) abandon(ctx context.Context, sessionID int64, goneBefore time.Time) (*Message, error) {
 	const op = "dialog.Abandon"
+	// The group is read first, outside the transaction: it is for the record (and the
+	// abandonment metric), and an overflow in between changes nothing that matters.
+	cur, _, err := e.esc.Current(ctx, sessionID)
+	if err != nil {
+		return nil, kefu.E(op, "", err)
+	}
+	var out *Message
+	err = pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		if err := e.esc.Hold(ctx, tx, sessionID); err != nil {
+			return err
+		}
+		s, err := lockSession(ctx, tx, sessionID)
+		if err != nil {
+			return err
+		}
+		gone := !goneBefore.IsZero()
+		if gone && (s.State != StateQueued || !s.LastActive.Before(goneBefore)) {
+			return nil // back, served or gone already: nothing to do
+		}
+		if s.State != StateQueued {
+			return kefu.Errorf(op, kefu.Conflict, "the conversation is not waiting for a person")
+		}
+		if _, err := e.esc.Abandon(ctx, tx, s.ID); err != nil {
+			return err
+		}
+		s.State, s.AgentID, s.LowConfidence = StateBot, 0, 0
+		key, reason := "abandoned", ReasonCustomerLeft
+		if gone {
+			key, reason = "abandoned_gone", ReasonCustomerGone
+		}
+		m, err := addMessage(ctx, tx, &s, Message{Role: RoleSystem, Body: text(s.Language, key),
+			Meta: Meta{Event: "abandoned", Reason: reason, Group: cur.Group}})
+		if err != nil {
+			return err
+		}
+		out = &m
+		return saveSession(ctx, tx, s)
+	})
+	if err != nil {
+		return nil, kefu.E(op, "", err)
+	}
+	if out != nil {
+		e.log.InfoContext(ctx, "customer left the queue", "session_id", sessionID, "reason", out.Meta.Reason)
+	}
+	return out, nil
+}
+
+// Why a customer stopped waiting (Meta.Reason of the "abandoned" message).
+const (
+	ReasonCustomerLeft = "customer_left" // they said so (Abandon)
+	ReasonCustomerGone = "customer_gone" // they went away for longer than AbandonAfter (Sweep)
+)
+
+// LeaveMessage is the waiting customer who leaves a message instead (an offline ticket,
+// which the caller stores first, so that the message is never lost): the request is closed
+// with the disposition offline_ticket and the bot takes the conversation back. It returns
+// the system message it wrote, or Conflict when the conversation is not waiting.
+func (e *Engine) LeaveMessage(ctx context.Context, sessionID int64) (Message, error) {
+	const op = "dialog.LeaveMessage"
 	var out Message
 	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
 		if err := e.esc.Hold(ctx, tx, sessionID); err != nil {
@@ -543,12 +628,13 @@ func (e *Engine) Abandon(ctx context.Context, sessionID int64) (Message, error) 
 		if s.State != StateQueued {
 			return kefu.Errorf(op, kefu.Conflict, "the conversation is not waiting for a person")
 		}
-		if _, err := e.esc.Abandon(ctx, tx, s.ID); err != nil {
+		if _, err := e.esc.Close(ctx, tx, s.ID, "offline_ticket"); err != nil {
 			return err
 		}
 		s.State, s.AgentID, s.LowConfidence = StateBot, 0, 0
-		if out, err = addMessage(ctx, tx, &s, Message{Role: RoleSystem, Body: text(s.Language, "abandoned"),
-			Meta: Meta{Event: "abandoned"}}); err != nil {
+		s.LastActive, s.Reminded = e.cfg.Now(), false
+		if out, err = addMessage(ctx, tx, &s, Message{Role: RoleSystem, Body: text(s.Language, "offline_ticket"),
+			Meta: Meta{Event: "offline_ticket"}}); err != nil {
 			return err
 		}
 		return saveSession(ctx, tx, s)
@@ -557,6 +643,42 @@ func (e *Engine) Abandon(ctx context.Context, sessionID int64) (Message, error) 
 		return Message{}, kefu.E(op, "", err)
 	}
 	return out, nil
+}
+
+// Rated thanks the customer for rating a person's help (handoff.Desk.RateService, which the
+// caller has done): the message (Meta.Event "rated") stays in the transcript, so a client
+// that reloads it knows not to ask again.
+func (e *Engine) Rated(ctx context.Context, sessionID int64) (Message, error) {
+	const op = "dialog.Rated"
+	var out Message
+	err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		s, err := lockSession(ctx, tx, sessionID)
+		if err != nil {
+			return err
+		}
+		if out, err = addMessage(ctx, tx, &s, Message{Role: RoleSystem, Body: text(s.Language, "rated"),
+			Meta: Meta{Event: "rated"}}); err != nil {
+			return err
+		}
+		return saveSession(ctx, tx, s)
+	})
+	if err != nil {
+		return Message{}, kefu.E(op, "", err)
+	}
+	return out, nil
+}
+
+// Present records that the customer of a waiting conversation is still there (a connection
+// of theirs is open), so that Sweep does not count them gone. It does nothing to a
+// conversation that is not waiting. Call it well within AbandonAfter: on connecting, and
+// every few seconds while connected.
+func (e *Engine) Present(ctx context.Context, sessionID int64) error {
+	_, err := e.pool.Exec(ctx, `UPDATE dialog_session SET last_active_at = greatest(last_active_at, $2)
+WHERE id = $1 AND state = 'queued'`, sessionID, e.cfg.Now())
+	if err != nil {
+		return kefu.E("dialog.Present", kefu.Unavailable, err)
+	}
+	return nil
 }
 
 // clearLanguage says whether a message shows its language well enough to switch the

@@ -2,6 +2,7 @@ package dialog
 
 import (
 	"context"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -11,12 +12,17 @@ import (
 // sweepBatch bounds the sessions one Sweep looks at; the next sweep takes the rest.
 const sweepBatch = 500
 
-// Sweep reminds customers who went quiet in the middle of a task and closes conversations
-// idle for longer than CloseAfter. It returns the messages it wrote, for delivery. Run it
-// every few seconds; any number of instances may run it at once.
+// Sweep reminds customers who went quiet in the middle of a task, closes conversations
+// idle for longer than CloseAfter, and takes customers who left while waiting for a person
+// (not seen for AbandonAfter: sweepGone) out of the queue. It returns the messages it wrote,
+// for delivery. Run it every few seconds; any number of instances may run it at once.
 func (e *Engine) Sweep(ctx context.Context) ([]Message, error) {
 	const op = "dialog.Sweep"
 	now := e.cfg.Now()
+	gone, err := e.sweepGone(ctx, now)
+	if err != nil {
+		return gone, err
+	}
 	closeBefore, remindBefore := now.Add(-e.cfg.CloseAfter), now.Add(-e.cfg.ReminderAfter)
 	rows, err := e.pool.Query(ctx, `
 SELECT id FROM dialog_session
@@ -30,7 +36,7 @@ ORDER BY last_active_at LIMIT $3`, closeBefore, remindBefore, sweepBatch)
 	if err != nil {
 		return nil, kefu.E(op, kefu.Unavailable, err)
 	}
-	var out []Message
+	out := gone
 	for _, id := range ids {
 		var wrote *Message
 		err := pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
@@ -65,8 +71,46 @@ ORDER BY last_active_at LIMIT $3`, closeBefore, remindBefore, sweepBatch)
 			out = append(out, *wrote)
 		}
 	}
+	if n := len(out) - len(gone); n > 0 {
+		e.log.InfoContext(ctx, "idle conversations swept", "messages", n)
+	}
+	return out, nil
+}
+
+// sweepGone abandons the requests of waiting customers who have not been seen for
+// AbandonAfter: no message, and no open connection (the api calls Present while one is, and
+// when one opens). A customer who only reloads the page or whose network drops for a moment
+// keeps their place. Nothing is abandoned until the engine has run for AbandonAfter itself,
+// so that after a restart of every instance the customers have that long to reconnect.
+func (e *Engine) sweepGone(ctx context.Context, now time.Time) ([]Message, error) {
+	const op = "dialog.Sweep"
+	grace := e.cfg.AbandonAfter
+	if grace <= 0 || now.Sub(e.started) < grace {
+		return nil, nil
+	}
+	before := now.Add(-grace)
+	rows, err := e.pool.Query(ctx, `
+SELECT id FROM dialog_session WHERE state = 'queued' AND last_active_at < $1
+ORDER BY last_active_at LIMIT $2`, before, sweepBatch)
+	if err != nil {
+		return nil, kefu.E(op, kefu.Unavailable, err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, kefu.E(op, kefu.Unavailable, err)
+	}
+	var out []Message
+	for _, id := range ids {
+		m, err := e.abandon(ctx, id, before)
+		if err != nil {
+			return out, kefu.E(op, "", err)
+		}
+		if m != nil {
+			out = append(out, *m)
+		}
+	}
 	if len(out) > 0 {
-		e.log.InfoContext(ctx, "idle conversations swept", "messages", len(out))
+		e.log.InfoContext(ctx, "customers gone from the queue", "abandoned", len(out))
 	}
 	return out, nil
 }

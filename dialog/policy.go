@@ -361,6 +361,18 @@ var texts = map[string]map[string]string{
 		"zh": "已取消排队。如有其他问题，可以继续问我。",
 		"en": "You've left the queue. I'm here if you need anything else.",
 	},
+	"abandoned_gone": {
+		"zh": "由于您离开了一段时间，已为您取消排队。如仍需人工服务，请输入“转人工”。",
+		"en": "As you were away for a while, you've left the queue. Type \"human\" to ask for a person again.",
+	},
+	"offline_ticket": {
+		"zh": "已收到您的留言，客服会尽快通过邮件回复您。如有其他问题，可以继续问我。",
+		"en": "We've got your message and will reply by e-mail as soon as we can. I'm here if you need anything else.",
+	},
+	"rated": {
+		"zh": "感谢您的评价！",
+		"en": "Thank you for your feedback!",
+	},
 	"agent_closed": {
 		"zh": "人工客服已结束本次服务，请为本次服务评分。如有其他问题，可以继续问我。",
 		"en": "The agent has closed this conversation. How did we do? I'm here if you need anything else.",

@@ -99,6 +99,7 @@ type Meta struct {
 	Reason       string             `json:"reason,omitempty"`  // why the bot escalated
 	Event        string             `json:"event,omitempty"`   // "agent_joined", "escalated", "clarify", "digression", …
 	Survey       bool               `json:"survey,omitempty"`  // ask the customer to rate the person's help (CSAT)
+	Group        string             `json:"group,omitempty"`   // the skill group the customer waited for (event abandoned)
 	Cards        []CardOut          `json:"cards,omitempty"`
 	// The flow that wrote a reply, its version and step, and its slots after the turn.
 	Flow        string            `json:"flow,omitempty"`

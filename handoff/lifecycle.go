@@ -57,7 +57,7 @@ RETURNING agent_id`, sessionID, state, disposition, q.Now()).Scan(&agent)
 			return false, kefu.E(op, kefu.Unavailable, err)
 		}
 	}
-	if _, err := tx.Exec(ctx, "SELECT pg_notify($1, '')", NotifyChannel); err != nil { // a slot is free
+	if _, err := tx.Exec(ctx, notifySQL); err != nil { // a slot is free
 		return false, kefu.E(op, kefu.Unavailable, err)
 	}
 	return true, nil
@@ -189,7 +189,7 @@ WHERE id = $1`, reqID, gid, now, t.Note, from); err != nil {
 		if _, err := tx.Exec(ctx, "UPDATE handoff_agent SET active_chats = active_chats - 1 WHERE id = $1", from); err != nil {
 			return kefu.E(op, kefu.Unavailable, err)
 		}
-		if _, err := tx.Exec(ctx, "SELECT pg_notify($1, '')", NotifyChannel); err != nil {
+		if _, err := tx.Exec(ctx, notifySQL); err != nil {
 			return kefu.E(op, kefu.Unavailable, err)
 		}
 		as, err := q.assignments(ctx, tx, "r.id = $1", reqID)
@@ -225,7 +225,11 @@ type SweepResult struct {
 func (q *Queue) Sweep(ctx context.Context) (SweepResult, error) {
 	const op = "handoff.Sweep"
 	owner, _ := q.hooks()
+	q.mu.Lock()
+	onLapsed := q.lapsed
+	q.mu.Unlock()
 	var res SweepResult
+	var lapses []Lapse
 	now := q.Now()
 	err := pgx.BeginFunc(ctx, q.pool, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, `
@@ -253,6 +257,7 @@ RETURNING r.session_id, lapsed.agent_id`, now)
 			sessions = append(sessions, s)
 			if a != nil {
 				agents = append(agents, *a)
+				lapses = append(lapses, Lapse{SessionID: s, AgentID: *a})
 			}
 		}
 		rows.Close()
@@ -298,16 +303,22 @@ WHERE status = 'online' AND last_seen < $1`, now.Add(-q.HeartbeatTimeout))
 			res.Away = int(tag.RowsAffected())
 		}
 		if res.Lapsed+res.Overflowed > 0 {
-			if _, err := tx.Exec(ctx, "SELECT pg_notify($1, '')", NotifyChannel); err != nil {
+			if _, err := tx.Exec(ctx, notifySQL); err != nil {
 				return kefu.E(op, kefu.Unavailable, err)
 			}
 		}
 		return nil
 	})
-	if err == nil && res.Lapsed+res.Overflowed+res.Away > 0 {
+	if err != nil {
+		return SweepResult{}, err
+	}
+	if res.Lapsed+res.Overflowed+res.Away > 0 {
 		q.log.InfoContext(ctx, "queue sweep", "lapsed", res.Lapsed, "overflowed", res.Overflowed, "away", res.Away)
 	}
-	return res, err
+	if len(lapses) > 0 && onLapsed != nil {
+		onLapsed(ctx, lapses)
+	}
+	return res, nil
 }
 
 // Heartbeat records that an agent's console is alive; an agent made away by silence comes back

@@ -85,10 +85,33 @@ type Queue struct {
 	mu     sync.Mutex
 	owner  Owner
 	notify func(context.Context, []Assignment)
+	lapsed func(context.Context, []Lapse)
 }
 
-// NotifyChannel is the PostgreSQL channel that wakes every instance's router.
+// Lapse is an offer that went back to the queue because its agent neither accepted nor
+// answered it in time.
+type Lapse struct {
+	SessionID int64 `json:"session_id"`
+	AgentID   int64 `json:"agent_id"`
+}
+
+// SetLapsed sets who is told, after a sweep commits, of offers that lapsed (the agent's
+// console and the customer's widget).
+func (q *Queue) SetLapsed(fn func(context.Context, []Lapse)) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.lapsed = fn
+}
+
+// NotifyChannel is the prefix of the PostgreSQL channel that wakes every instance's router;
+// the channel is suffixed with the database and schema, so that deployments (and tests)
+// sharing a server do not wake each other.
 const NotifyChannel = "kefu_handoff"
+
+const channelSQL = `'` + NotifyChannel + `_' || substr(md5(current_database() || '.' || current_schema()), 1, 12)`
+
+// notifySQL wakes the routers when the transaction it runs in commits.
+const notifySQL = `SELECT pg_notify(` + channelSQL + `, '')`
 
 // NewQueue returns the queue.
 func NewQueue(pool *pgxpool.Pool, log *slog.Logger) *Queue {
@@ -140,7 +163,7 @@ ON CONFLICT (session_id) WHERE state IN ('queued', 'assigned') DO NOTHING`
 	if tag.RowsAffected() == 0 {
 		return false, nil
 	}
-	if _, err := tx.Exec(ctx, "SELECT pg_notify($1, '')", NotifyChannel); err != nil {
+	if _, err := tx.Exec(ctx, notifySQL); err != nil {
 		return false, kefu.E(op, kefu.Unavailable, err)
 	}
 	return true, nil
@@ -336,7 +359,11 @@ func (q *Queue) listen(ctx context.Context) {
 				return err
 			}
 			defer c.Release()
-			if _, err := c.Exec(ctx, "LISTEN "+NotifyChannel); err != nil {
+			var channel string
+			if err := c.QueryRow(ctx, `SELECT `+channelSQL).Scan(&channel); err != nil {
+				return err
+			}
+			if _, err := c.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
 				return err
 			}
 			for {

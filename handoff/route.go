@@ -81,7 +81,7 @@ func (q *Queue) Route(ctx context.Context) ([]Assignment, error) {
 	if err != nil || len(cands) == 0 {
 		return nil, err
 	}
-	reqs, err := lockQueued(ctx, tx, q.BatchSize)
+	reqs, err := lockQueued(ctx, tx, q.BatchSize, cands)
 	if err != nil || len(reqs) == 0 {
 		return nil, err
 	}
@@ -287,19 +287,39 @@ WHERE state = 'assigned' AND agent_id = ANY ($1) GROUP BY agent_id, channel`, ca
 	return out, nil
 }
 
-func lockQueued(ctx context.Context, tx pgx.Tx, limit int) ([]queued, error) {
+// lockQueued locks up to limit waiting requests, first by priority and then by time, among
+// those that one of the candidates could take by group and language: requests nobody locked
+// could take (a group whose members are all away, a language nobody online speaks) must not
+// fill the batch and starve everyone behind them.
+func lockQueued(ctx context.Context, tx pgx.Tx, limit int, cands []*candidate) ([]queued, error) {
 	const op = "handoff.Route"
 	if limit <= 0 {
 		limit = 500
+	}
+	groups, langs, anyLang := []int64{}, []string{}, false
+	for _, c := range cands {
+		for g := range c.groups {
+			if !slices.Contains(groups, g) {
+				groups = append(groups, g)
+			}
+		}
+		anyLang = anyLang || len(c.languages) == 0
+		for _, l := range c.languages {
+			if !slices.Contains(langs, l) {
+				langs = append(langs, l)
+			}
+		}
 	}
 	rows, err := tx.Query(ctx, `
 SELECT r.id, r.session_id, coalesce(r.group_id, 0), coalesce(g.name, ''), r.reason, r.language, r.channel,
        r.priority, r.profile, r.handoff_note, r.transfers, r.enqueued_at, r.declined
 FROM handoff_request r LEFT JOIN handoff_group g ON g.id = r.group_id
 WHERE r.state = 'queued'
+  AND (r.group_id IS NULL OR r.group_id = ANY ($2))
+  AND (r.language = '' OR $3 OR r.language = ANY ($4))
 ORDER BY r.priority DESC, r.queued_at, r.id
 LIMIT $1
-FOR UPDATE OF r SKIP LOCKED`, limit)
+FOR UPDATE OF r SKIP LOCKED`, limit, groups, anyLang, langs)
 	if err != nil {
 		return nil, kefu.E(op, kefu.Unavailable, err)
 	}

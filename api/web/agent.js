@@ -136,6 +136,7 @@ function handle(f) {
       break;
     case "assigned": assigned(f, true); break;
     case "sync": sync(f); break;
+    case "lapsed": requestSync(0); break; // the server says an offer lapsed: reconcile now
     case "accepted": {
       const c = convs.get(f.session_id);
       if (c) { c.assignment.accepted = true; render(); }

@@ -11,6 +11,8 @@
   const KEY = "kefu.session";
   const $ = (id) => document.getElementById(id);
   const log = $("log"), statusEl = $("status"), banner = $("banner"), quick = $("quick"), human = $("human");
+  const bannerText = $("banner-text"), queueActions = $("queue-actions"), offlineOffer = $("offline-offer"),
+    bannerError = $("banner-error"), ticket = $("ticket"), ticketError = $("ticket-error");
   const identity = window.kefuIdentity && window.kefuIdentity.profile ?
     { profile: window.kefuIdentity.profile, signature: window.kefuIdentity.signature || "" } : {};
   const zh = navigator.language.startsWith("zh");
@@ -21,6 +23,12 @@
   // streaming is the bot's answer while an LLM writes it (delta frames): a bubble that grows,
   // replaced by the bot's next message.
   let streaming = null;
+  // survey is the newest message that asks the customer to rate a person's help ({seq, li,
+  // form}); ratedSeq the newest thanks for a rating. The form shows while the survey is newer.
+  let survey = null, ratedSeq = 0;
+  // The state the widget last showed, and whether the customer chose to keep waiting rather
+  // than leave a message.
+  let shownState = "", keepWaiting = false;
 
   const save = () => localStorage.setItem(KEY, JSON.stringify(sess));
   const setStatus = (text, cls) => { statusEl.textContent = text; statusEl.className = "status " + (cls || ""); };
@@ -109,7 +117,117 @@
     else log.appendChild(li);
     // A bot reply's buttons, else the questions other customers asked next.
     if (m.role === "bot") showQuick((m.meta && (m.meta.quick_replies || m.meta.related)) || []);
+    noteSurvey(m, li);
+    // A message that moves the conversation says so even if its state frame is late.
+    const moved = { agent_joined: "agent", requeued: "queued", agent_closed: "bot", abandoned: "bot", offline_ticket: "bot" };
+    const ev = m.meta && m.meta.event;
+    if (moved[ev] && moved[ev] !== shownState) showState({ state: moved[ev] });
     log.scrollTop = log.scrollHeight;
+  }
+
+  // api calls the REST API for this session with its token; it resolves to {ok, status, body}
+  // and never throws (a network failure is status 0 with a message).
+  async function api(path, payload) {
+    try {
+      const res = await fetch("/api/sessions/" + sess.id + path, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Authorization: "Bearer " + sess.token },
+        body: JSON.stringify(payload || {}),
+      });
+      const body = await res.json().catch(() => ({}));
+      return { ok: res.ok, status: res.status, body };
+    } catch (err) {
+      return { ok: false, status: 0, body: { error: { message: "网络错误 / Network error" } } };
+    }
+  }
+
+  const problem = (r) => (r.body && r.body.error && r.body.error.message) || ("HTTP " + r.status);
+
+  // noteSurvey keeps the rating form under the newest survey, until a rating thanks for it.
+  function noteSurvey(m, li) {
+    const meta = m.meta || {};
+    if (meta.survey && (!survey || m.seq > survey.seq)) {
+      if (survey && survey.form) survey.form.remove();
+      survey = { seq: m.seq, li, form: null };
+    }
+    if (meta.event === "rated") ratedSeq = Math.max(ratedSeq, m.seq);
+    if (!survey) return;
+    if (ratedSeq > survey.seq) {
+      if (survey.form) survey.form.remove();
+      survey.form = null;
+    } else if (!survey.form) {
+      survey.form = csatForm();
+      survey.li.appendChild(survey.form);
+    }
+  }
+
+  // csatForm asks for 1–5 stars and an optional comment.
+  function csatForm() {
+    const form = document.createElement("form");
+    form.className = "csat";
+    const stars = document.createElement("span");
+    stars.className = "stars";
+    stars.setAttribute("role", "group");
+    stars.setAttribute("aria-label", "评分 Rating");
+    let score = 0;
+    for (let n = 1; n <= 5; n++) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "star";
+      b.dataset.score = n;
+      b.textContent = "★";
+      b.title = n + " 星 / " + n + (n === 1 ? " star" : " stars");
+      b.setAttribute("aria-label", b.title);
+      b.setAttribute("aria-pressed", "false");
+      b.onclick = () => {
+        score = n;
+        stars.querySelectorAll(".star").forEach((x) => {
+          x.classList.toggle("on", Number(x.dataset.score) <= n);
+          x.setAttribute("aria-pressed", String(Number(x.dataset.score) === n));
+        });
+        sendBtn.disabled = false;
+      };
+      stars.appendChild(b);
+    }
+    const comment = document.createElement("textarea");
+    comment.className = "csat-comment";
+    comment.maxLength = 2000;
+    comment.rows = 2;
+    comment.placeholder = "意见（可选）/ Comment (optional)";
+    comment.setAttribute("aria-label", "Comment");
+    const sendBtn = document.createElement("button");
+    sendBtn.type = "submit";
+    sendBtn.className = "csat-send";
+    sendBtn.textContent = "提交评价 / Send rating";
+    sendBtn.disabled = true;
+    const error = document.createElement("span");
+    error.className = "form-error";
+    error.setAttribute("role", "alert");
+    error.hidden = true;
+    form.append("请为本次人工服务评分 / Rate the help you got", stars, comment, sendBtn, error);
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      if (!score) return;
+      sendBtn.disabled = true;
+      const r = await api("/csat", { score, comment: comment.value });
+      if (r.ok) {
+        form.remove();
+        if (survey) survey.form = null;
+        if (r.body.message) render(r.body.message);
+        else log.appendChild(bubble({ role: "system", text: "感谢您的评价！/ Thank you for your feedback!" }));
+        return;
+      }
+      error.hidden = false;
+      if (r.status === 409) { // rated already (another tab, or before a reload): nothing more to send
+        error.textContent = "您已经评价过本次服务 / You have already rated this conversation";
+        stars.querySelectorAll("button").forEach((x) => { x.disabled = true; });
+        comment.disabled = true;
+        return;
+      }
+      error.textContent = "⚠ " + problem(r);
+      sendBtn.disabled = false;
+    });
+    return form;
   }
 
   // stream shows a delta: the next piece of the bot's answer to the message f.client_id.
@@ -142,18 +260,80 @@
   }
 
   function showState(f) {
+    shownState = f.state;
     // The way to a person is there from the first screen, and goes while one is coming or here.
     human.hidden = f.state === "queued" || f.state === "agent";
+    queueActions.hidden = f.state !== "queued";
+    bannerError.hidden = true;
+    if (f.state !== "queued") { ticket.hidden = true; keepWaiting = false; }
     if (f.state === "queued") {
       banner.hidden = false;
-      banner.textContent = "正在排队等待人工客服" + (f.position ? "，前面还有 " + (f.position - 1) + " 位" : "") +
-        " · Waiting for an agent" + (f.position ? " (position " + f.position + ")" : "");
+      bannerText.textContent = queueText(f);
+      // Nobody who could take the conversation is online: offer to leave a message instead.
+      const nobody = f.online === 0;
+      offlineOffer.hidden = !nobody;
+      if (nobody && !keepWaiting) openTicket();
     } else if (f.state === "agent") {
       banner.hidden = false;
-      banner.textContent = "人工客服为您服务中 · You are chatting with an agent";
+      bannerText.textContent = "人工客服为您服务中 · You are chatting with an agent";
     } else {
       banner.hidden = true;
     }
+  }
+
+  // queueText is where a waiting customer stands: "您前面还有 N 位，预计等待约 M 分钟 · You
+  // are number N in line, about M min".
+  function queueText(f) {
+    let zhText = "正在排队等待人工客服", enText = "Waiting for an agent";
+    if (f.position) {
+      const ahead = f.position - 1;
+      zhText += "：" + (ahead > 0 ? "您前面还有 " + ahead + " 位" : "下一位就是您");
+      enText = "You are number " + f.position + " in line";
+      if (f.wait_seconds > 0) {
+        const min = Math.max(1, Math.ceil(f.wait_seconds / 60));
+        zhText += "，预计等待约 " + min + " 分钟";
+        enText += ", about " + min + " min";
+      }
+    }
+    if (f.online === 0) {
+      zhText += "。现在没有客服在线，请留言";
+      enText += ". Nobody is online: leave a message";
+    }
+    return zhText + " · " + enText;
+  }
+
+  function openTicket() {
+    if (!ticket.hidden) return;
+    const p = identity.profile || {};
+    if (!$("ticket-name").value && p.name) $("ticket-name").value = p.name;
+    if (!$("ticket-email").value && p.email) $("ticket-email").value = p.email;
+    ticketError.hidden = true;
+    ticket.hidden = false;
+  }
+
+  async function leaveQueue() {
+    const r = await api("/abandon");
+    if (r.ok) {
+      if (r.body.message) render(r.body.message);
+      showState({ state: "bot" });
+      return;
+    }
+    bannerError.textContent = "⚠ " + problem(r);
+    bannerError.hidden = false;
+  }
+
+  async function sendTicket() {
+    const r = await api("/ticket", { name: $("ticket-name").value, email: $("ticket-email").value, text: $("ticket-text").value });
+    if (!r.ok) {
+      ticketError.textContent = "⚠ " + problem(r);
+      ticketError.hidden = false;
+      return;
+    }
+    $("ticket-text").value = "";
+    ticket.hidden = true;
+    if (r.body.message) { render(r.body.message); showState({ state: "bot" }); }
+    else log.appendChild(bubble({ role: "system", text: "已收到您的留言，我们会通过邮件回复您。/ We've got your message and will reply by e-mail." }));
+    log.scrollTop = log.scrollHeight;
   }
 
   function connect() {
@@ -216,6 +396,10 @@
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "message", client_id: id, text }));
   }
 
+  $("leave").addEventListener("click", leaveQueue);
+  offlineOffer.addEventListener("click", () => { keepWaiting = false; openTicket(); });
+  $("keep-waiting").addEventListener("click", () => { keepWaiting = true; ticket.hidden = true; });
+  ticket.addEventListener("submit", (e) => { e.preventDefault(); sendTicket(); });
   // The words the bot always reads as a request for a person (dialog's askHuman).
   human.addEventListener("click", () => send(zh ? "转人工" : "Talk to a person"));
   $("send").addEventListener("submit", (e) => { e.preventDefault(); send($("text").value); $("text").value = ""; });

@@ -206,6 +206,7 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 	})
 	queue.SetOwner(engine, m.server.OnAssigned)
+	queue.SetLapsed(m.server.OnLapsed)
 	m.wg.Go(func() { queue.Run(loops, cfg.RouteInterval) })
 	m.wg.Go(func() { m.sweep(loops, engine, cfg.SweepInterval) })
 	m.wg.Go(func() { usage.Run(loops, time.Second) })
