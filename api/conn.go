@@ -158,6 +158,7 @@ type frame struct {
 	Text        string `json:"text"`
 	Status      string `json:"status"`
 	Disposition string `json:"disposition"`
+	Typing      *bool  `json:"typing"` // a typing frame; absent means typing
 }
 
 func decodeFrame(data []byte) (frame, error) {

@@ -62,16 +62,23 @@ func (s *Server) verify(id identity) handoff.Profile {
 }
 
 // customerMessages is GET /api/sessions/:id/messages?after=N with the session token as a
-// bearer token: the customer's own transcript, for clients that poll.
+// bearer token: the customer's own transcript, for clients that poll (a poll while waiting
+// for a person keeps the customer's place, as an open connection does).
 func (s *Server) customerMessages(c *gin.Context) {
 	id, err := pathID(c)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	if _, err := s.Engine.Authorize(c.Request.Context(), id, bearer(c)); err != nil {
+	sess, err := s.Engine.Authorize(c.Request.Context(), id, bearer(c))
+	if err != nil {
 		s.fail(c, err)
 		return
+	}
+	if sess.State == dialog.StateQueued { // a client that polls is there as much as one connected
+		if err := s.Engine.Present(c.Request.Context(), id); err != nil {
+			s.log.WarnContext(c.Request.Context(), "could not record a waiting customer's presence", "session_id", id, "err", err)
+		}
 	}
 	after, _ := strconv.ParseInt(c.Query("after"), 10, 64)
 	msgs, err := s.Engine.Messages(c.Request.Context(), id, after, 0)
@@ -225,6 +232,18 @@ func (s *Server) customerWS(c *gin.Context) {
 			if err := s.customerTurn(ctx, cn, id, f); err != nil {
 				cn.sendError(err, map[string]any{"client_id": f.ClientID})
 			}
+			return nil
+		case "typing":
+			// Shown to the agent who holds the conversation; nobody else.
+			id := sessionID.Load()
+			if id == 0 || w.getState() != dialog.StateAgent {
+				return nil
+			}
+			sess, err := s.Engine.Get(ctx, id)
+			if err != nil || sess.State != dialog.StateAgent || sess.AgentID == 0 {
+				return err
+			}
+			s.Broker.Publish(agentTopic(sess.AgentID), mustJSON(gin.H{"type": "typing", "role": "customer", "session_id": id, "typing": f.Typing == nil || *f.Typing}))
 			return nil
 		case "leave_queue":
 			id := sessionID.Load()

@@ -355,11 +355,12 @@
         case "delta": stream(f); break;
         case "ack": outbox.delete(f.client_id); break;
         case "state": showState(f); break;
+        case "typing": showTyping(f.role === "agent" && f.typing); break;
         case "error":
           if (f.code === "not_found" && !f.client_id) { // the conversation is gone: start anew
             localStorage.removeItem(KEY);
             await createSession();
-            log.replaceChildren(); seen.clear();
+            log.replaceChildren(); seen.clear(); survey = null; ratedSeq = 0;
             ws.close();
             return;
           }
@@ -383,9 +384,26 @@
     };
   }
 
+  // The agent's typing shows under the conversation; it clears itself if the "stopped" frame
+  // never comes.
+  let typingClear = null, typingSent = 0;
+  function showTyping(on) {
+    $("typing").hidden = !on;
+    clearTimeout(typingClear);
+    if (on) typingClear = setTimeout(() => { $("typing").hidden = true; }, 6000);
+  }
+  // While a person has the conversation, the customer's typing is shown to them (at most
+  // every 3 s).
+  $("text").addEventListener("input", () => {
+    if (shownState !== "agent" || !ws || ws.readyState !== WebSocket.OPEN || Date.now() - typingSent < 3000) return;
+    typingSent = Date.now();
+    ws.send(JSON.stringify({ type: "typing", typing: true }));
+  });
+
   function send(text) {
     text = text.trim();
     if (!text) return;
+    showTyping(false);
     const id = newId();
     outbox.set(id, text);
     const li = bubble({ role: "customer", text, client_id: id });

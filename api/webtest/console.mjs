@@ -222,6 +222,10 @@ async function walk() {
   await agent1.locator("#badge").waitFor({ state: "hidden" });
   await zh.wait("a person joined", { type: "message", msg: { event: "agent_joined" } });
 
+  step("the customer's typing shows in the console");
+  await zh.page.evaluate(() => window.kefuWS.send(JSON.stringify({ type: "typing", typing: true })));
+  await agent1.locator("#typing").waitFor({ state: "visible" });
+
   step("a canned reply through /thanks, with the typing indicator on the customer's side");
   const thanks = await useCanned(agent1, "than", "感谢您的耐心等待，我马上为您查询。");
   await zh.wait("the agent typing", { type: "typing", role: "agent" });

@@ -46,6 +46,41 @@ try {
   await customer.click("form#send button");
   await customer.locator(".msg.bot .source", { hasText: "Payment methods" }).waitFor();
 
+  step("with nobody online, a customer who asks for a person is offered to leave a message");
+  const offline = await (await browser.newContext({ locale: "en-US" })).newPage();
+  offline.setDefaultTimeout(10000);
+  await offline.goto(base + "/");
+  await offline.locator(".status.online").waitFor();
+  await offline.locator("#human").click();
+  await offline.locator("#banner:not([hidden])", { hasText: "You are number 1 in line" }).waitFor();
+  await offline.locator("#banner", { hasText: "Nobody is online" }).waitFor();
+  await offline.locator("#ticket:not([hidden])").waitFor();
+  if (shots) await offline.screenshot({ path: shots + "/customer-offline-form.png" });
+
+  step("the customer keeps waiting, then stops waiting and the bot is back");
+  await offline.click("#keep-waiting");
+  await offline.locator("#ticket").waitFor({ state: "hidden" });
+  await offline.locator("#leave:visible").click();
+  await offline.locator(".msg.system", { hasText: "left the queue" }).waitFor();
+  await offline.locator("#banner").waitFor({ state: "hidden" });
+  await offline.locator("#human:visible").waitFor();
+
+  step("asked again, the customer leaves a message: a bad address is refused, a good one confirmed");
+  await offline.locator("#human").click();
+  await offline.locator("#ticket:not([hidden])").waitFor();
+  await offline.fill("#ticket-name", "Li Lei");
+  await offline.fill("#ticket-email", "not-an-address");
+  await offline.fill("#ticket-text", "My order SO20261127001 has not shipped yet.");
+  await offline.click("#ticket button[type=submit]");
+  await offline.locator("#ticket-error:not([hidden])", { hasText: "not an e-mail address" }).waitFor();
+  await offline.fill("#ticket-email", "li.lei@example.com");
+  await offline.click("#ticket button[type=submit]");
+  await offline.locator(".msg.system", { hasText: "reply by e-mail" }).waitFor();
+  await offline.locator("#ticket").waitFor({ state: "hidden" });
+  await offline.locator("#banner").waitFor({ state: "hidden" });
+  await offline.locator("#human:visible").waitFor();
+  if (shots) await offline.screenshot({ path: shots + "/customer-offline-sent.png" });
+
   step("agent logs in");
   await agent.goto(base + "/agent");
   await agent.fill("#email", email);
@@ -82,17 +117,33 @@ try {
     await agent.screenshot({ path: shots + "/agent.png" });
   }
 
-  step("agent closes; the customer is told and the bot is back");
+  step("agent closes; the customer is told and asked to rate the help");
   await agent.click("#close");
   await agent.locator("#empty:not([hidden])").waitFor();
   await customer.locator(".msg.system", { hasText: "结束" }).waitFor();
+  const survey = customer.locator(".msg.system .csat");
+  await survey.waitFor();
+  if (!(await survey.locator(".csat-send").isDisabled())) throw new Error("the rating could be sent without a score");
+  if (shots) await customer.screenshot({ path: shots + "/customer-survey.png" });
+
+  step("the customer rates 5 with a comment and is thanked; the form goes");
+  await survey.locator('.star[data-score="5"]').click();
+  await survey.locator('.star.on[data-score="5"]').waitFor();
+  await survey.locator(".csat-comment").fill("很快，谢谢");
+  await survey.locator(".csat-send").click();
+  await customer.locator(".msg.system", { hasText: "感谢您的评价" }).waitFor();
+  await survey.waitFor({ state: "detached" });
+
+  step("the bot is back");
   await customer.fill("#text", "谢谢");
   await customer.press("#text", "Enter");
   await customer.locator(".msg.bot", { hasText: "不客气" }).waitFor();
 
-  step("a reload resumes the same conversation");
+  step("a reload resumes the same conversation, without asking for a rating again");
   await customer.reload();
   await customer.locator(".msg.agent", { hasText: "我是人工客服" }).waitFor();
+  await customer.locator(".msg.system", { hasText: "感谢您的评价" }).waitFor();
+  if ((await customer.locator(".csat").count()) !== 0) throw new Error("the rated conversation asks for a rating again after a reload");
 
   step("a new customer presses the button for a person before saying anything");
   const second = await (await browser.newContext({ locale: "zh-CN" })).newPage();

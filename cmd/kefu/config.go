@@ -29,6 +29,7 @@ type Config struct {
 	SweepInterval time.Duration // -sweep-interval, KEFU_SWEEP_INTERVAL
 	ReminderAfter time.Duration // -reminder-after, KEFU_REMINDER_AFTER
 	CloseAfter    time.Duration // -close-after, KEFU_CLOSE_AFTER
+	AbandonAfter  time.Duration // -abandon-after, KEFU_ABANDON_AFTER
 	ClarifyMargin float64       // -clarify-margin, KEFU_CLARIFY_MARGIN
 	// The escalation policy (dialog.Config).
 	EscalateAnger    float64 // -escalate-anger, KEFU_ESCALATE_ANGER: sentiment at or below minus this brings a person in at once
@@ -114,6 +115,7 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.SweepInterval, "sweep-interval", envDuration("KEFU_SWEEP_INTERVAL", 10*time.Second), "how often idle conversations are reminded and closed")
 	fs.DurationVar(&c.ReminderAfter, "reminder-after", envDuration("KEFU_REMINDER_AFTER", 3*time.Minute), "silence in the middle of a task before the bot asks if the customer is still there")
 	fs.DurationVar(&c.CloseAfter, "close-after", envDuration("KEFU_CLOSE_AFTER", 15*time.Minute), "silence before a conversation with the bot is closed")
+	fs.DurationVar(&c.AbandonAfter, "abandon-after", envDuration("KEFU_ABANDON_AFTER", 2*time.Minute), "how long a customer waiting for a person may be gone (no connection, no message) before the wait counts as abandoned")
 	fs.Float64Var(&c.ClarifyMargin, "clarify-margin", envFloat("KEFU_CLARIFY_MARGIN", 0.2), "top-two intent confidence gap below which the bot asks which was meant (negative: never)")
 	c.WebhookSecret = os.Getenv("KEFU_WEBHOOK_SECRET")
 	fs.DurationVar(&c.RouteInterval, "route-interval", envDuration("KEFU_ROUTE_INTERVAL", 2*time.Second), "how often the router looks at the queue besides when woken")

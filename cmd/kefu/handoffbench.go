@@ -131,6 +131,22 @@ func handoffBenchCmd(ctx context.Context, args []string, log *slog.Logger) error
 	if err != nil {
 		return err
 	}
+	if bc.explain {
+		printPlans := func(title string, plans []BenchStatement) {
+			var total float64
+			fmt.Fprintf(os.Stderr, "\n== %s\n", title)
+			for _, p := range plans {
+				total += p.Ms
+				fmt.Fprintf(os.Stderr, "\n-- %.3f ms\n%s\n", p.Ms, p.Plan)
+			}
+			fmt.Fprintf(os.Stderr, "== statements: %.3f ms in all\n", total)
+		}
+		printPlans(fmt.Sprintf("one routing pass, %d waiting and every agent free", bc.waiting), rep.Explain)
+		printPlans("one routing pass on a busy desk, one request waiting", rep.Notify.Explain)
+		if rep.Backlog != nil {
+			printPlans(fmt.Sprintf("the same with %d waiting for a group nobody online can take", bc.backlog), rep.Backlog.Explain)
+		}
+	}
 	out := json.NewEncoder(os.Stdout)
 	out.SetIndent("", "  ")
 	return out.Encode(rep)
@@ -163,9 +179,6 @@ func handoffBench(ctx context.Context, pool *pgxpool.Pool, bc handoffBenchConfig
 			return rep, err
 		}
 		rep.Explain = plans
-		for _, p := range plans {
-			fmt.Fprintf(os.Stderr, "\n-- %.3f ms\n%s\n", p.Ms, p.Plan)
-		}
 	}
 	for _, routers := range bc.routers {
 		r := BenchDrain{Routers: routers}
@@ -360,13 +373,6 @@ ON CONFLICT (email) DO UPDATE SET status = 'away' RETURNING id`).Scan(&away)
 			if err != nil {
 				return n, err
 			}
-			fmt.Fprintf(os.Stderr, "\n== one routing pass on a busy desk, one request waiting (backlog %d)\n", backlog)
-			var total float64
-			for _, p := range plans {
-				total += p.Ms
-				fmt.Fprintf(os.Stderr, "\n-- %.3f ms\n%s\n", p.Ms, p.Plan)
-			}
-			fmt.Fprintf(os.Stderr, "== statements: %.3f ms in all\n", total)
 			n.Explain = plans
 		}
 		lat, wake, pass, unrouted, free, err := d.stream(ctx, bc, log)
@@ -428,7 +434,7 @@ func (d *benchDesk) stream(ctx context.Context, bc handoffBenchConfig, log *slog
 	}
 	rng := rand.New(rand.NewPCG(uint64(d.next), 7))
 	q := handoff.NewQueue(d.pool, d.log)
-	q.HeartbeatTimeout = 0
+	q.HeartbeatTimeout, q.BatchSize = 0, bc.batch
 	closeOne := func() error {
 		mu.Lock()
 		if len(open) == 0 {
@@ -473,8 +479,8 @@ func (d *benchDesk) stream(ctx context.Context, bc handoffBenchConfig, log *slog
 	gap := float64(time.Second) / bc.rate
 	var wg sync.WaitGroup
 	var closeErr error
+	crng := rand.New(rand.NewPCG(uint64(d.next), 9))
 	wg.Go(func() { // agents closing, at the same rate
-		crng := rand.New(rand.NewPCG(uint64(d.next), 9))
 		next := time.Now()
 		for range bc.samples {
 			next = next.Add(time.Duration(crng.ExpFloat64() * gap))

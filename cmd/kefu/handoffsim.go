@@ -57,6 +57,7 @@ type SimConfig struct {
 	Concurrent    int           `json:"concurrent"`        // routers in real time; 0: virtual time
 	TimeScale     float64       `json:"time_scale"`        // real time: simulated seconds per second
 	Workers       int           `json:"workers,omitempty"` // real time: customers' and agents' connections
+	Spread        int           `json:"spread"`            // seeds the ideal queue runs with to show the sampling spread
 }
 
 // MarshalJSON writes the durations as Go durations ("5m0s"), not nanoseconds.
@@ -133,6 +134,17 @@ type SimReference struct {
 	Differ    int     `json:"differ"`
 	MeanWait  float64 `json:"mean_wait"`
 	FirstDiff string  `json:"first_difference,omitempty"`
+	// The ideal queue with Seeds other seeds and the same number of customers: how far one
+	// run's mean wait strays by chance. Within10 is the share of seeds whose mean wait is
+	// within 10% of the prediction; Z is this run's mean wait, in their standard deviations
+	// from the prediction.
+	Seeds     int     `json:"seeds,omitempty"`
+	SeedsMean float64 `json:"seeds_mean_wait,omitempty"`
+	SeedsSD   float64 `json:"seeds_sd,omitempty"`
+	SeedsMin  float64 `json:"seeds_min,omitempty"`
+	SeedsMax  float64 `json:"seeds_max,omitempty"`
+	Within10  float64 `json:"seeds_within_10pct,omitempty"`
+	Z         float64 `json:"z,omitempty"`
 }
 
 // SimQueueReport is the queue's own metrics (handoff.Queue.Report) over the measured
@@ -251,6 +263,7 @@ func handoffSimCmd(ctx context.Context, args []string, log *slog.Logger) error {
 	fs.IntVar(&sc.Concurrent, "concurrent", 0, "real time instead of virtual: this many routers call Route at once while customers enqueue and agents close")
 	fs.Float64Var(&sc.TimeScale, "time-scale", 0, "real time: simulated seconds per second (0: customers arrive at 300 a second)")
 	fs.IntVar(&sc.Workers, "workers", 8, "real time: connections the customers and agents share")
+	fs.IntVar(&sc.Spread, "spread", 100, "virtual time: also run the ideal queue with this many other seeds, to show how far one run strays by chance")
 	jsonOnly := fs.Bool("json", false, "print only the JSON report (no table on stderr)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -307,8 +320,8 @@ func (sc *SimConfig) validate() error {
 		return fmt.Errorf("-handle-dist %q: want exponential, lognormal or fixed", sc.HandleDist)
 	case sc.HandleDist == "lognormal" && !(sc.HandleCV > 0):
 		return errors.New("-handle-cv must be positive for lognormal handling times")
-	case sc.Patience < 0 || sc.Concurrent < 0 || sc.TimeScale < 0 || sc.Workers < 1:
-		return errors.New("-patience, -concurrent and -time-scale must not be negative, -workers positive")
+	case sc.Patience < 0 || sc.Concurrent < 0 || sc.TimeScale < 0 || sc.Workers < 1 || sc.Spread < 0:
+		return errors.New("-patience, -concurrent, -time-scale and -spread must not be negative, -workers positive")
 	}
 	if sc.HandleDist != "lognormal" {
 		sc.HandleCV = map[string]float64{"exponential": 1, "fixed": 0}[sc.HandleDist]
@@ -389,6 +402,27 @@ func handoffSim(ctx context.Context, pool *pgxpool.Pool, sc SimConfig, log *slog
 		}
 	}
 
+	if sc.Spread > 0 && rep.Theory.MeanWait > 0 {
+		waits, _, err := idealSpread(ctx, sc, sc.Spread)
+		if err != nil {
+			return rep, err
+		}
+		r := rep.Reference
+		mean, sd := meanSD(waits)
+		r.Seeds, r.SeedsMean, r.SeedsSD = sc.Spread, round4(mean), round4(sd)
+		r.SeedsMin, r.SeedsMax = round4(slices.Min(waits)), round4(slices.Max(waits))
+		within := 0
+		for _, w := range waits {
+			if math.Abs(w-rep.Theory.MeanWait) <= 0.1*rep.Theory.MeanWait {
+				within++
+			}
+		}
+		r.Within10 = round4(float64(within) / float64(len(waits)))
+		if sd > 0 {
+			r.Z = round4((rep.Simulated.MeanWait - rep.Theory.MeanWait) / sd)
+		}
+	}
+
 	// The queue's own metrics over the measured customers.
 	from, to := simEpoch.Add(convs[sc.Warmup].arrive), simEpoch.Add(convs[len(convs)-1].arrive+time.Microsecond)
 	qr, err := handoff.NewQueue(pool, log).Report(ctx, from, to)
@@ -398,6 +432,40 @@ func handoffSim(ctx context.Context, pool *pgxpool.Pool, sc SimConfig, log *slog
 	rep.Report = &SimQueueReport{AvgWait: round4(qr.Total.AvgWait), P90Wait: round4(qr.Total.P90Wait), SLAMet: round4(qr.Total.SLAMet),
 		AbandonRate: round4(qr.Total.AbandonRate), Closed: qr.Total.Closed}
 	return rep, nil
+}
+
+// idealSpread runs the ideal queue with seeds other seeds (sc.Seed+1 on) and returns each
+// run's mean wait and share of customers who waited: the spread that chance alone gives a
+// run of this size.
+func idealSpread(ctx context.Context, sc SimConfig, seeds int) (waits, shares []float64, err error) {
+	for i := range uint64(seeds) {
+		s := sc
+		s.Seed = sc.Seed + 1 + i
+		convs := drawConversations(s)
+		if _, err := simulate(ctx, s, convs, newIdealQueue(s, len(convs)), func(int, time.Duration) {}); err != nil {
+			return nil, nil, err
+		}
+		f := simFigures(s, convs, &simRun{})
+		waits, shares = append(waits, f.MeanWait), append(shares, f.PWait)
+	}
+	return waits, shares, nil
+}
+
+func meanSD(xs []float64) (mean, sd float64) {
+	if len(xs) == 0 {
+		return 0, 0
+	}
+	for _, x := range xs {
+		mean += x
+	}
+	mean /= float64(len(xs))
+	if len(xs) < 2 {
+		return mean, 0
+	}
+	for _, x := range xs {
+		sd += (x - mean) * (x - mean)
+	}
+	return mean, math.Sqrt(sd / float64(len(xs)-1))
 }
 
 // deskAgents puts n online agents taking maxChats chats each, and a skill group g of all of
@@ -1352,6 +1420,10 @@ func writeSimTable(w io.Writer, r SimReport) {
 	}
 	if ref := r.Reference; ref != nil {
 		fmt.Fprintf(w, "ideal queue, same customers: %d identical, %d differ (mean wait %.2f s)\n", ref.Identical, ref.Differ, ref.MeanWait)
+		if ref.Seeds > 0 {
+			fmt.Fprintf(w, "ideal queue, %d other seeds: mean wait %.2f s, sd %.2f s (%.2f–%.2f); %.0f%% of seeds within 10%% of the prediction; this run z = %+.2f\n",
+				ref.Seeds, ref.SeedsMean, ref.SeedsSD, ref.SeedsMin, ref.SeedsMax, 100*ref.Within10, ref.Z)
+		}
 	}
 	if qr := r.Report; qr != nil {
 		fmt.Fprintf(w, "the queue's own report: avg wait %.2f s, p90 %.1f s, SLA met %.4f, abandoned %.4f\n", qr.AvgWait, qr.P90Wait, qr.SLAMet, qr.AbandonRate)

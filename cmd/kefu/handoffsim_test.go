@@ -56,16 +56,9 @@ func TestHandoffSim(t *testing.T) {
 		// waited, or gave an agent two customers at once, would be off by far more.
 		m := handoff.MMN{Servers: base.Agents, Rate: base.ArrivalRate / 60, Handle: base.Handle}
 		const reps = 200
-		var waits, shares []float64
-		for seed := range uint64(reps) {
-			sc := base
-			sc.Seed = 1000 + seed
-			convs := drawConversations(sc)
-			if _, err := simulate(t.Context(), sc, convs, newIdealQueue(sc, len(convs)), func(int, time.Duration) {}); err != nil {
-				t.Fatal(err)
-			}
-			f := simFigures(sc, convs, &simRun{})
-			waits, shares = append(waits, f.MeanWait), append(shares, f.PWait)
+		waits, shares, err := idealSpread(t.Context(), base, reps)
+		if err != nil {
+			t.Fatal(err)
 		}
 		meanWait, sdWait := meanSD(waits)
 		_, sdShare := meanSD(shares)
@@ -114,13 +107,36 @@ func TestHandoffSim(t *testing.T) {
 	})
 }
 
-func meanSD(xs []float64) (mean, sd float64) {
-	for _, x := range xs {
-		mean += x
+// TestHandoffBench runs kefu handoff bench at a small size: the drain assigns every waiting
+// conversation with one router and with two, every streamed conversation is routed, also with
+// more conversations waiting for a group nobody online can take than a routing pass considers
+// (they must not starve the rest), and one pass's statements are explained.
+func TestHandoffBench(t *testing.T) {
+	t.Parallel()
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	pool := pgtest.Schema(t, handoff.Migrations())
+	bc := handoffBenchConfig{agents: 20, maxChats: 2, waiting: 40, batch: 50, runs: 1, samples: 100, rate: 200, free: 0.25,
+		backlog: 120, routers: []int{1, 2}, explain: true}
+	rep, err := handoffBench(t.Context(), pool, bc, log, log)
+	if err != nil {
+		t.Fatal(err)
 	}
-	mean /= float64(len(xs))
-	for _, x := range xs {
-		sd += (x - mean) * (x - mean)
+	if len(rep.Drain) != 2 || rep.Drain[0].AssignmentsPerSecond <= 0 || rep.Drain[1].AssignmentsPerSecond <= 0 {
+		t.Errorf("drain = %+v", rep.Drain)
 	}
-	return mean, math.Sqrt(sd / float64(len(xs)-1))
+	if n := rep.Notify; n.Unrouted != 0 || len(n.Each) != 1 || n.LatencyMs.Max <= 0 || n.Free < 1 {
+		t.Errorf("%d of %d streamed conversations unrouted, latency %+v, %d slots free at the start", n.Unrouted, n.Samples, n.LatencyMs, n.Free)
+	}
+	if b := rep.Backlog; b == nil {
+		t.Error("no backlog measurement")
+	} else if b.Unrouted != 0 {
+		t.Errorf("with %d conversations no one can take ahead of them, %d of %d streamed conversations were not routed", bc.backlog, b.Unrouted, b.Samples)
+	}
+	if len(rep.Explain) < 5 || len(rep.Notify.Explain) < 5 {
+		t.Errorf("explained %d and %d statements of a routing pass, want its 6", len(rep.Explain), len(rep.Notify.Explain))
+	}
+	if !t.Failed() {
+		t.Logf("drain %.0f/s (1 router), %.0f/s (2); notification p50 %.1f ms, p99 %.1f ms; with the backlog p99 %.1f ms",
+			rep.Drain[0].AssignmentsPerSecond, rep.Drain[1].AssignmentsPerSecond, rep.Notify.LatencyMs.P50, rep.Notify.LatencyMs.P99, rep.Backlog.LatencyMs.P99)
+	}
 }

@@ -182,7 +182,7 @@ func (m *Main) Run(ctx context.Context) error {
 		EscalateAfter: cfg.EscalateAfter, ClarifyMargin: cfg.ClarifyMargin,
 		AngerScore: cfg.EscalateAnger, NegativeTurns: cfg.EscalateNegative,
 		VIPDirect: cfg.VIPDirect, IdentitySecret: []byte(cfg.IdentitySecret),
-		ReminderAfter: cfg.ReminderAfter, CloseAfter: cfg.CloseAfter,
+		ReminderAfter: cfg.ReminderAfter, CloseAfter: cfg.CloseAfter, AbandonAfter: cfg.AbandonAfter,
 		Flows: flows, Webhooks: &dialog.WebhookClient{Secret: secret, Log: m.Log},
 		Generator: generator, GenerateTimeout: cfg.LLMTimeout,
 		Vars: vars, Usage: usage.Add,
