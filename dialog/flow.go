@@ -76,6 +76,7 @@ type Step struct {
 	Webhook  *Webhook          `yaml:"webhook"`  // call a service, map its answer into slots
 	Set      map[string]string `yaml:"set"`      // set slots (values are templates)
 	Escalate string            `yaml:"escalate"` // hand over to a person, with this reason
+	Group    string            `yaml:"group"`    // with escalate: the skill group to ask (else by language and profile)
 	Buttons  []Text            `yaml:"buttons"`  // quick replies offered with a reply
 	Card     *Card             `yaml:"card"`     // a card shown with a reply
 	Switch   []Case            `yaml:"switch"`   // the first case that holds says where to go; else next
@@ -330,6 +331,9 @@ func checkFlow(fl *Flow, intents []string, add func(path, format string, args ..
 		}
 		if len(st.Switch) > 0 && st.Next == "" && !st.End {
 			add(p, "step %q has a switch but no next: where to go when no case holds", st.ID)
+		}
+		if st.Group != "" && st.Escalate == "" {
+			add(p+".group", "step %q names a group but does not escalate (group goes with escalate:)", st.ID)
 		}
 		for _, w := range []*Webhook{st.Webhook} {
 			if w == nil {

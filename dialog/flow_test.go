@@ -72,6 +72,7 @@ func TestLoadFlowsErrors(t *testing.T) {
 		{"unknown slot in a webhook url", head + "steps:\n  - {id: a, webhook: {url: 'http://x/{{ordr}}'}, next: b, on_error: b}\n  - {id: b, reply: {en: ok}, end: true}\n",
 			`the webhook url refers to {{ordr}}`},
 		{"unknown action", head + "steps:\n  - {id: a, shout: hi, end: true}\n", `unknown field "shout"`},
+		{"group without escalate", head + "steps:\n  - {id: a, reply: {en: hi}, group: L2, end: true}\n", `step "a" names a group but does not escalate`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -65,14 +65,18 @@ func (t *turn) say(body string, meta Meta) error {
 	return nil
 }
 
-func (t *turn) escalate(reason string) error {
+func (t *turn) escalate(reason string) error { return t.escalateTo(reason, "") }
+
+// escalateTo hands the conversation to a person of the named skill group ("" lets the queue
+// choose by language and profile).
+func (t *turn) escalateTo(reason, group string) error {
 	d := &t.s.Dialog
 	meta := Meta{Reason: reason, Event: "escalated"}
 	if f := d.Flow; f != nil { // the agent sees what the flow had collected
 		meta.Flow, meta.FlowVersion, meta.Step, meta.Slots = f.Name, f.Version, f.Step, maps.Clone(f.Slots)
 	}
 	d.Flow, d.Paused, d.Clarify, d.Negative = nil, nil, nil, 0
-	r := handoff.Request{SessionID: t.s.ID, Language: t.lang, Channel: t.s.Channel, Reason: reason, Profile: t.s.Profile}
+	r := handoff.Request{SessionID: t.s.ID, Language: t.lang, Channel: t.s.Channel, Reason: reason, Profile: t.s.Profile, Group: group}
 	if t.s.Profile.VIP() {
 		r.Priority = t.e.cfg.VIPPriority
 	}
@@ -257,7 +261,7 @@ func (t *turn) run(fl *Flow, id string) error {
 				}
 			}
 		case st.Escalate != "":
-			return t.escalate(st.Escalate)
+			return t.escalateTo(st.Escalate, st.Group)
 		}
 		if st.End {
 			return t.finish()
