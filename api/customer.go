@@ -166,6 +166,7 @@ func (s *Server) customerWS(c *gin.Context) {
 	defer func() {
 		if unsubscribe != nil {
 			unsubscribe()
+			s.forgetWaiter(w)
 		}
 	}()
 	cn.readLoop(context.WithoutCancel(c.Request.Context()), func(ctx context.Context, data []byte) error {
@@ -204,7 +205,7 @@ func (s *Server) customerWS(c *gin.Context) {
 			w.setState(sess.State)
 			unsubscribe = s.Broker.Subscribe(sessionTopic(sess.ID), w)
 			sessionID.Store(sess.ID)
-			go s.refreshWaiting(w, sess.ID)
+			s.watchWaiter(w, sess.ID)
 			msgs, err := s.Engine.Messages(ctx, sess.ID, f.Since, 0)
 			if err != nil {
 				return err
@@ -382,26 +383,53 @@ func (w *waiter) Enqueue(frame []byte) bool {
 	return w.conn.Enqueue(frame)
 }
 
-// refreshWaiting runs for a connection's life once it said hello. Every waitRefresh, while
-// its customer waits for a person, it tells the connection their place and estimated wait
-// again, and records that they are still there (dialog.Engine.Present): one query to read
-// and one to write per waiting connection, and nothing for the others. It also notices a
-// conversation that went back to waiting without this connection hearing of it (an offer
-// that lapsed), and one that left the queue.
-func (s *Server) refreshWaiting(w *waiter, sessionID int64) {
+// watchWaiter puts a connection that said hello on the list the refresher goes through;
+// forgetWaiter takes it off when it closes. One goroutine refreshes every connection, not
+// one per connection: most customers never wait for a person, and those that do cost a
+// query or two every waitRefresh.
+func (s *Server) watchWaiter(w *waiter, sessionID int64) {
+	s.mu.Lock()
+	s.waiters[w] = sessionID
+	s.mu.Unlock()
+	s.refresher.Do(func() { go s.refreshWaiting() })
+}
+
+func (s *Server) forgetWaiter(w *waiter) {
+	s.mu.Lock()
+	delete(s.waiters, w)
+	s.mu.Unlock()
+}
+
+// refreshWaiting runs for the server's life. Every waitRefresh, each connection whose
+// customer waits for a person is told their place and estimated wait again, and the customer
+// is recorded as still there (dialog.Engine.Present): one query to read and one to write per
+// waiting connection, and nothing for the others. It also notices a conversation that went
+// back to waiting without the connection hearing of it, and one that left the queue.
+func (s *Server) refreshWaiting() {
 	t := time.NewTicker(s.waitRefresh)
 	defer t.Stop()
-	for {
-		select {
-		case <-w.done:
-			return
-		case <-t.C:
+	type watched struct {
+		w      *waiter
+		id     int64
+		before string
+	}
+	for range t.C {
+		var due []watched
+		s.mu.Lock()
+		for w, id := range s.waiters {
+			if st := w.getState(); st == dialog.StateQueued || st == dialog.StateAgent {
+				due = append(due, watched{w, id, st})
+			}
 		}
-		before := w.getState()
-		if before != dialog.StateQueued && before != dialog.StateAgent {
-			continue
+		s.mu.Unlock()
+		for _, d := range due {
+			select {
+			case <-d.w.done:
+				continue
+			default:
+			}
+			s.refreshOnce(d.w, d.id, d.before)
 		}
-		s.refreshOnce(w, sessionID, before)
 	}
 }
 

@@ -51,6 +51,8 @@ type Server struct {
 	turnWait time.Duration
 	// waitRefresh is how often a waiting customer's connection is told their place again.
 	waitRefresh time.Duration
+	waiters     map[*waiter]int64 // customers' connections that said hello (under mu)
+	refresher   sync.Once
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -66,7 +68,7 @@ func New(d Deps) *Server {
 	if d.Metrics == nil {
 		d.Metrics = NewMetrics(d.Queue, d.Log)
 	}
-	s := &Server{Deps: d, log: d.Log.With("component", "api"), turnWait: 30 * time.Second, waitRefresh: 15 * time.Second,
+	s := &Server{Deps: d, log: d.Log.With("component", "api"), turnWait: 30 * time.Second, waitRefresh: 15 * time.Second, waiters: map[*waiter]int64{},
 		conns: map[*conn]struct{}{}, presence: map[int64]int{}}
 	s.upgrader = websocket.Upgrader{
 		ReadBufferSize: 4096, WriteBufferSize: 4096,

@@ -1090,7 +1090,7 @@ func runConcurrentSim(ctx context.Context, pool *pgxpool.Pool, sc SimConfig, con
 	if scale == 0 {
 		scale = 300 / (sc.ArrivalRate / 60) // 300 customers a second
 	}
-	real := func(d time.Duration) time.Duration { return time.Duration(float64(d) / scale) }
+	scaled := func(d time.Duration) time.Duration { return time.Duration(float64(d) / scale) }
 	cr := &SimConcurrent{Routers: sc.Concurrent, TimeScale: round4(scale)}
 	rep.Concurrent = cr
 	inv := &rep.Invariants
@@ -1169,7 +1169,7 @@ func runConcurrentSim(ctx context.Context, pool *pgxpool.Pool, sc SimConfig, con
 				inv.fault("agent %d given a chat beyond max_chats %d", a.AgentID, sc.MaxChats)
 			}
 			state[conv], agentOf[conv], notified[conv] = simAssigned, a.AgentID, now
-			later(real(convs[conv].handle), job{evComplete, conv})
+			later(scaled(convs[conv].handle), job{evComplete, conv})
 		}
 	}
 
@@ -1307,7 +1307,7 @@ func runConcurrentSim(ctx context.Context, pool *pgxpool.Pool, sc SimConfig, con
 	var arrivals sync.WaitGroup
 	arrivals.Go(func() {
 		for i := range convs {
-			due := start.Add(real(convs[i].arrive))
+			due := start.Add(scaled(convs[i].arrive))
 			if d := time.Until(due); d > 0 {
 				select {
 				case <-time.After(d):
@@ -1323,7 +1323,7 @@ func runConcurrentSim(ctx context.Context, pool *pgxpool.Pool, sc SimConfig, con
 				return
 			}
 			if convs[i].patience > 0 {
-				later(real(convs[i].patience), job{evAbandon, i})
+				later(scaled(convs[i].patience), job{evAbandon, i})
 			}
 		}
 	})
