@@ -352,6 +352,29 @@ func TestRouting(t *testing.T) {
 		}
 	})
 
+	// Requests nobody online can take (their group is all away) must not fill the batch and
+	// starve the requests behind them.
+	t.Run("ABacklogNobodyCanTakeDoesNotBlockTheRest", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		c := b.withClock()
+		b.queue.BatchSize = 2
+		away, here := b.agent(t, "away@x.io", 1), b.agent(t, "here@x.io", 1)
+		if err := b.agents.SetStatus(t.Context(), away.ID, handoff.Away); err != nil {
+			t.Fatal(err)
+		}
+		b.group(t, handoff.Group{Name: "L1", Members: []int64{here.ID}})
+		b.group(t, handoff.Group{Name: "L3", Tier: 3, Members: []int64{away.ID}})
+		for i := range 3 {
+			b.enqueue(t, handoff.Request{SessionID: int64(i + 1), Reason: "r", Group: "L3", Priority: 5})
+			c.Add(time.Second)
+		}
+		b.enqueue(t, handoff.Request{SessionID: 9, Reason: "r", Language: "zh"})
+		if as := b.route(t); len(as) != 1 || as[0].SessionID != 9 || as[0].AgentID != here.ID {
+			t.Fatalf("behind a backlog for an empty group: %+v", as)
+		}
+	})
+
 	t.Run("HeartbeatsKeepAnAgentOnline", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)
