@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -200,17 +201,28 @@ func (s *Server) customerWS(c *gin.Context) {
 					sess.Profile = p
 				}
 			}
-			// Subscribe before reading the backlog, so nothing falls between the two; the
-			// widget drops a seq it already has.
+			// Subscribe before reading the backlog, so nothing falls between the two. What the
+			// topic brings meanwhile is held and goes out after the welcome, less the messages
+			// the backlog already has: a resuming client gets each message once.
 			w.setState(sess.State)
+			w.hold()
 			unsubscribe = s.Broker.Subscribe(sessionTopic(sess.ID), w)
-			sessionID.Store(sess.ID)
-			s.watchWaiter(w, sess.ID)
 			msgs, err := s.Engine.Messages(ctx, sess.ID, f.Since, 0)
 			if err != nil {
+				// The database went away in between: this connection may say hello again.
+				unsubscribe()
+				unsubscribe = nil
+				w.release(0)
 				return err
 			}
+			sessionID.Store(sess.ID)
+			s.watchWaiter(w, sess.ID)
+			floor := f.Since
+			if n := len(msgs); n > 0 {
+				floor = max(floor, msgs[n-1].Seq)
+			}
 			cn.sendJSON(gin.H{"type": "welcome", "session": sess, "messages": nonNilMessages(forCustomer(msgs))})
+			w.release(floor)
 			if sess.State == dialog.StateQueued {
 				// The customer is back (or still here): not gone from the queue.
 				if err := s.Engine.Present(ctx, sess.ID); err != nil {
@@ -352,10 +364,58 @@ func (s *Server) queueFrame(ctx context.Context, sessionID int64) (f gin.H, queu
 
 // waiter is a customer's connection as its session's topic sees it: it notes the state in
 // the state frames that pass, so that refreshWaiting knows, without asking the database,
-// whether the customer waits for a person.
+// whether the customer waits for a person. While the hello reads the backlog it holds the
+// topic's frames, and afterwards it drops the messages the backlog had (seq ≤ floor), so
+// that no message reaches a resuming client twice.
 type waiter struct {
 	*conn
 	state atomic.Value // string: the session's state as this connection last heard it
+
+	mu      sync.Mutex
+	holding bool
+	held    [][]byte
+	floor   int64 // the client has every message up to this seq
+}
+
+// hold keeps the topic's frames back until release.
+func (w *waiter) hold() {
+	w.mu.Lock()
+	w.holding = true
+	w.mu.Unlock()
+}
+
+// release queues the held frames, except messages the client has (seq ≤ floor), and lets
+// the next ones through.
+func (w *waiter) release(floor int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.holding, w.floor = false, floor
+	for _, f := range w.held {
+		if !w.had(f) {
+			w.conn.Enqueue(f)
+		}
+	}
+	w.held = nil
+}
+
+// maxHeld is how many frames a hello may hold back before the connection counts as slow.
+const maxHeld = 64
+
+// messageTag marks a message frame, as stateTag a state frame.
+const messageTag = `"type":"message"`
+
+// had reports whether frame is a message the client already has (under mu).
+func (w *waiter) had(frame []byte) bool {
+	if w.floor <= 0 || !bytes.Contains(frame, []byte(messageTag)) {
+		return false
+	}
+	var f struct {
+		Type    string `json:"type"`
+		Message struct {
+			Seq int64 `json:"seq"`
+		} `json:"message"`
+	}
+	return json.Unmarshal(frame, &f) == nil && f.Type == "message" && f.Message.Seq > 0 && f.Message.Seq <= w.floor
 }
 
 func (w *waiter) setState(st string) { w.state.Store(st) }
@@ -379,6 +439,19 @@ func (w *waiter) Enqueue(frame []byte) bool {
 		if json.Unmarshal(frame, &f) == nil && f.Type == "state" && f.State != "" {
 			w.setState(f.State)
 		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.holding {
+		if len(w.held) >= maxHeld {
+			w.conn.shut(closeSlow) // as a full queue would
+			return false
+		}
+		w.held = append(w.held, frame)
+		return true
+	}
+	if w.had(frame) {
+		return true // the welcome's backlog had it
 	}
 	return w.conn.Enqueue(frame)
 }

@@ -1,5 +1,10 @@
 // Kefu chat widget: one conversation per browser, kept in localStorage, over a WebSocket that
 // resumes from the last seq it saw and resends unacknowledged messages with their client ids.
+// A lost connection is retried with exponential backoff and jitter (1 s doubling to 30 s, each
+// wait drawn between half and all of it, so that the customers of a server that went away do
+// not all come back in the same instant), and the header says so: 连接中断，正在重连… /
+// Reconnecting…, then 已重新连接 / Reconnected. A message the server could not take for now
+// (an error frame with code unavailable or rate_limited) stays pending and is sent again.
 //
 // A site that knows who its customer is sets, before this script, window.kefuIdentity =
 // {profile: {name, email, tier, region, product}, signature}: the signature is the hex
@@ -20,6 +25,9 @@
   // lastSeq is what this page has shown: a new page starts from 0 and gets the whole
   // conversation; a reconnect asks only for what it missed.
   let ws = null, backoff = 1000, seen = new Set(), outbox = new Map(), timer = null, lastSeq = 0;
+  // everOnline: a welcome came once, so the next one is a reconnection; resendTimer sends the
+  // outbox again after a retryable error.
+  let everOnline = false, resendTimer = null, onlineTimer = null;
   // streaming is the bot's answer while an LLM writes it (delta frames): a bubble that grows,
   // replaced by the bot's next message.
   let streaming = null;
@@ -336,24 +344,66 @@
     log.scrollTop = log.scrollHeight;
   }
 
+  // The next wait before reconnecting: exponential, with jitter.
+  function nextDelay() {
+    const d = backoff / 2 + Math.random() * backoff / 2;
+    backoff = Math.min(backoff * 2, 30000);
+    return d;
+  }
+
+  // resendSoon sends what is unacknowledged again after a short, jittered wait (the server
+  // drops a client id it already stored, so a resend never duplicates).
+  function resendSoon() {
+    if (resendTimer) return;
+    resendTimer = setTimeout(() => {
+      resendTimer = null;
+      if (!ws || ws.readyState !== WebSocket.OPEN) return; // the welcome resends
+      for (const [id, text] of outbox) ws.send(JSON.stringify({ type: "message", client_id: id, text }));
+    }, 1000 + Math.random() * 2000);
+  }
+
+  // catchUp fetches the messages after the last one shown (render drops those it has).
+  async function catchUp() {
+    try {
+      const res = await fetch("/api/sessions/" + sess.id + "/messages?after=" + lastSeq, { headers: { Authorization: "Bearer " + sess.token } });
+      if (res.ok) (await res.json()).messages.forEach(render);
+    } catch (err) { /* the next reconnect brings them */ }
+  }
+
+  const retryable = (code) => code === "unavailable" || code === "rate_limited";
+
   function connect() {
     clearTimeout(timer);
-    setStatus("connecting…");
-    ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/customer");
-    ws.onopen = () => ws.send(JSON.stringify({ type: "hello", session_id: sess.id, token: sess.token, since: lastSeq, ...identity }));
-    ws.onmessage = async (ev) => {
+    if (!everOnline) setStatus("connecting…");
+    const sock = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws/customer");
+    let welcomed = false;
+    ws = sock;
+    sock.onopen = () => sock.send(JSON.stringify({ type: "hello", session_id: sess.id, token: sess.token, since: lastSeq, ...identity }));
+    sock.onmessage = async (ev) => {
       const f = JSON.parse(ev.data);
       switch (f.type) {
         case "welcome":
+          welcomed = true;
           backoff = 1000;
-          setStatus("online", "online");
+          clearTimeout(onlineTimer);
+          if (everOnline) {
+            setStatus("已重新连接 / Reconnected", "online reconnected");
+            onlineTimer = setTimeout(() => setStatus("online", "online"), 4000);
+          } else {
+            setStatus("online", "online");
+          }
+          everOnline = true;
           f.messages.forEach(render);
           showState(f.session);
-          for (const [id, text] of outbox) ws.send(JSON.stringify({ type: "message", client_id: id, text }));
+          for (const [id, text] of outbox) sock.send(JSON.stringify({ type: "message", client_id: id, text }));
           break;
         case "message": render(f.message); break;
         case "delta": stream(f); break;
-        case "ack": outbox.delete(f.client_id); break;
+        case "ack":
+          outbox.delete(f.client_id);
+          // A resend of a message stored before a failure: its reply never came here.
+          if (f.duplicate && f.seq > lastSeq) catchUp();
+          break;
         case "state": showState(f); break;
         case "typing": showTyping(f.role === "agent" && f.typing); break;
         case "error":
@@ -361,8 +411,15 @@
             localStorage.removeItem(KEY);
             await createSession();
             log.replaceChildren(); seen.clear(); survey = null; ratedSeq = 0;
-            ws.close();
+            sock.close();
             return;
+          }
+          if (retryable(f.code)) {
+            // The server cannot take it now (its database is away, or this is too fast): a
+            // hello is tried again on a new connection, messages on this one.
+            if (!welcomed) { sock.close(); return; }
+            resendSoon();
+            break;
           }
           if (f.client_id) {
             if (streaming && streaming.dataset.replyTo === f.client_id) dropStream();
@@ -375,12 +432,13 @@
           break;
       }
     };
-    ws.onclose = (ev) => {
+    sock.onclose = (ev) => {
+      if (ws !== sock) return;
       dropStream(); // the reply, if any, comes with the backlog on reconnect
+      clearTimeout(onlineTimer);
       if (ev.code >= 4500) { setStatus("disconnected: " + ev.reason); return; }
-      setStatus("reconnecting in " + Math.round(backoff / 1000) + "s…");
-      timer = setTimeout(connect, backoff);
-      backoff = Math.min(backoff * 2, 30000);
+      setStatus("连接中断，正在重连… / Reconnecting…", "reconnecting");
+      timer = setTimeout(connect, nextDelay());
     };
   }
 
@@ -413,6 +471,9 @@
     quick.replaceChildren();
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: "message", client_id: id, text }));
   }
+
+  // A page that was in the background or offline tries at once when it is back.
+  window.addEventListener("online", () => { if (ws && ws.readyState === WebSocket.CLOSED) { backoff = 1000; connect(); } });
 
   $("leave").addEventListener("click", leaveQueue);
   offlineOffer.addEventListener("click", () => { keepWaiting = false; openTicket(); });

@@ -31,6 +31,8 @@ type Config struct {
 	CloseAfter    time.Duration // -close-after, KEFU_CLOSE_AFTER
 	AbandonAfter  time.Duration // -abandon-after, KEFU_ABANDON_AFTER
 	ClarifyMargin float64       // -clarify-margin, KEFU_CLARIFY_MARGIN
+	Broker        string        // -broker, KEFU_BROKER: postgres, nats or memory (one instance); how frames reach other instances
+	NATSURL       string        // -nats-url, KEFU_NATS_URL: the NATS server(s) of -broker nats
 	// The escalation policy (dialog.Config).
 	EscalateAnger    float64 // -escalate-anger, KEFU_ESCALATE_ANGER: sentiment at or below minus this brings a person in at once
 	EscalateNegative int     // -escalate-negative, KEFU_ESCALATE_NEGATIVE: negative messages in a row that do
@@ -118,6 +120,8 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.AbandonAfter, "abandon-after", envDuration("KEFU_ABANDON_AFTER", 2*time.Minute), "how long a customer waiting for a person may be gone (no connection, no message) before the wait counts as abandoned")
 	fs.Float64Var(&c.ClarifyMargin, "clarify-margin", envFloat("KEFU_CLARIFY_MARGIN", 0.2), "top-two intent confidence gap below which the bot asks which was meant (negative: never)")
 	c.WebhookSecret = os.Getenv("KEFU_WEBHOOK_SECRET")
+	fs.StringVar(&c.Broker, "broker", envOr("KEFU_BROKER", "postgres"), "how frames reach the other instances: postgres (LISTEN/NOTIFY on the database), nats (-nats-url) or memory (a single instance)")
+	fs.StringVar(&c.NATSURL, "nats-url", envOr("KEFU_NATS_URL", "nats://127.0.0.1:4222"), "NATS server(s) for -broker nats, separated by commas")
 	fs.DurationVar(&c.RouteInterval, "route-interval", envDuration("KEFU_ROUTE_INTERVAL", 2*time.Second), "how often the router looks at the queue besides when woken")
 	c.DemoPassword = envOr("KEFU_DEMO_PASSWORD", "kefu-demo-2026")
 	fs.StringVar(&c.Embedder, "embedder", os.Getenv("KEFU_EMBEDDER"), "knowledge embedder: encoder (the sentence encoder in -encoder-model), intent (the intent model's encoder) or openai (an OpenAI-compatible endpoint); empty: encoder when -encoder-model exists, else intent")

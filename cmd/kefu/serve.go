@@ -189,7 +189,10 @@ func (m *Main) Run(ctx context.Context) error {
 		Related: func(key, lang string) []string { return kb.RelatedCached(key, lang, 3) },
 	}, m.Log)
 	// Frames reach connections on every instance that shares the database.
-	broker := api.NewPGBroker(pool, m.Log)
+	broker, err := newBroker(ctx, cfg, pool, m.Log)
+	if err != nil {
+		return err
+	}
 	deps := api.Deps{Pool: pool, Engine: engine, Queue: queue, Agents: agents, Desk: desk, KB: kb,
 		Broker: broker, Log: m.Log}
 	if cfg.Demo {
