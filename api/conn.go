@@ -3,6 +3,9 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -20,6 +23,14 @@ const (
 	helloWait  = 15 * time.Second
 	frameRate  = 5  // frames per second a connection may send on average…
 	frameBurst = 20 // …and in a burst
+	// readBuffer is gorilla's read buffer, which every connection keeps for its life; frames
+	// larger than it are read in several pieces. Write buffers come from a pool (writeBuffers)
+	// and are held only while a frame is written.
+	readBuffer  = 1 << 10
+	writeBuffer = 4 << 10
+	// compressMin is the smallest frame compressed when the client negotiated
+	// permessage-deflate: below it deflate saves a few bytes and costs a compressor.
+	compressMin = 512
 )
 
 // closeReason is a WebSocket close code and text. Codes 4000–4499 tell the client to
@@ -36,8 +47,25 @@ var (
 	closeNoHello  = closeReason{4501, "no hello"}
 )
 
-// conn is one WebSocket connection: the handler's goroutine only reads, writeLoop alone
-// writes, and a full queue closes this connection, never blocking the sender.
+// label names a close reason in metrics.
+func (r closeReason) label() string {
+	switch r {
+	case closeGone:
+		return "gone"
+	case closeShutdown:
+		return "shutdown"
+	case closeSlow:
+		return "slow"
+	case closeNoHello:
+		return "no_hello"
+	}
+	return fmt.Sprint(r.code)
+}
+
+// conn is one WebSocket connection: readLoop alone reads, writeLoop alone writes, and a full
+// queue closes this connection, never blocking the sender. While idle it holds two
+// goroutines with small stacks, gorilla's read buffer (readBuffer) and its send queue; a
+// frame is handled on a goroutine of its own (see readLoop), and write buffers are pooled.
 type conn struct {
 	ws     *websocket.Conn
 	send   chan []byte // never closed, so a late Enqueue cannot panic
@@ -45,6 +73,13 @@ type conn struct {
 	once   sync.Once
 	reason closeReason // set once, before done closes
 	limit  *rate.Limiter
+
+	// Set by Server.upgrade; nil in tests that build a bare conn.
+	stats   *connStats   // this kind of connection's counters
+	flight  *flight      // the server's frames in progress, which Drain waits for
+	log     *slog.Logger // for a frame whose handling panicked
+	release func()       // frees the client address's connection slot (ipTable)
+	relOnce sync.Once
 }
 
 func newConn(ws *websocket.Conn) *conn {
@@ -52,7 +87,23 @@ func newConn(ws *websocket.Conn) *conn {
 		limit: rate.NewLimiter(frameRate, frameBurst)}
 }
 
-func (c *conn) shut(r closeReason) { c.once.Do(func() { c.reason = r; close(c.done) }) }
+func (c *conn) shut(r closeReason) {
+	c.once.Do(func() {
+		c.reason = r
+		close(c.done)
+		c.stats.closed(r)
+	})
+}
+
+// closing reports whether the connection is being closed.
+func (c *conn) closing() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
 
 // Enqueue queues a frame; a connection that cannot keep up is closed with 4008 and resumes
 // from its last seq when it reconnects.
@@ -88,7 +139,9 @@ func (c *conn) sendError(err error, extra map[string]any) {
 }
 
 // readLoop reads frames until the connection ends, handing each to handle. A frame handle
-// fails is answered with an error frame; the connection stays open.
+// fails is answered with an error frame; the connection stays open. Once the connection is
+// closing (Server.Shutdown, a slow client) frames still read are dropped: the client sends
+// them again after it reconnects.
 func (c *conn) readLoop(ctx context.Context, handle func(context.Context, []byte) error) {
 	defer c.shut(closeGone)
 	c.ws.SetReadLimit(maxFrame)
@@ -99,15 +152,45 @@ func (c *conn) readLoop(ctx context.Context, handle func(context.Context, []byte
 		if err != nil {
 			return
 		}
+		c.stats.received()
 		_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
+		if c.closing() {
+			return
+		}
 		if !c.limit.Allow() {
 			c.sendError(kefu.Errorf("api.read", kefu.RateLimited, "too many messages: slow down"), nil)
 			continue
 		}
-		if err := handle(ctx, data); err != nil {
+		if !c.flight.enter() {
+			return // the server is draining: no new work
+		}
+		err = c.handleApart(ctx, handle, data)
+		c.flight.leave()
+		if err != nil {
 			c.sendError(err, nil)
 		}
 	}
+}
+
+// handleApart runs handle on a goroutine of its own and waits for it. A frame's work (a
+// hello's queries, a turn through the model and the database) grows a goroutine's stack to
+// tens of KB, which Go gives back only slowly; done apart, it leaves the read loop's stack
+// small for the connection's idle life, and the deep one goes when the frame is done. A
+// panic is the frame's error, not the process's end.
+func (c *conn) handleApart(ctx context.Context, handle func(context.Context, []byte) error, data []byte) error {
+	done := make(chan error, 1)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				if c.log != nil {
+					c.log.ErrorContext(ctx, "a frame's handler panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+				}
+				done <- kefu.Errorf("api.read", kefu.Internal, "internal error")
+			}
+		}()
+		done <- handle(ctx, data)
+	}()
+	return <-done
 }
 
 func (c *conn) writeLoop() {
@@ -117,8 +200,7 @@ func (c *conn) writeLoop() {
 	for {
 		select {
 		case frame := <-c.send:
-			_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
-			if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
+			if err := c.write(frame); err != nil {
 				c.shut(closeGone)
 				return
 			}
@@ -133,8 +215,7 @@ func (c *conn) writeLoop() {
 			for {
 				select {
 				case frame := <-c.send:
-					_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
-					if c.ws.WriteMessage(websocket.TextMessage, frame) != nil {
+					if c.write(frame) != nil {
 						return
 					}
 				default:
@@ -146,6 +227,18 @@ func (c *conn) writeLoop() {
 			return
 		}
 	}
+}
+
+// write sends one frame, compressed when the client negotiated permessage-deflate and the
+// frame is worth it.
+func (c *conn) write(frame []byte) error {
+	_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+	c.ws.EnableWriteCompression(len(frame) >= compressMin) // a no-op unless negotiated
+	if err := c.ws.WriteMessage(websocket.TextMessage, frame); err != nil {
+		return err
+	}
+	c.stats.sent()
+	return nil
 }
 
 // frame is an incoming frame: its type and the fields any type may use.

@@ -158,6 +158,14 @@ func (s *Server) customerWS(c *gin.Context) {
 	if !ok {
 		return
 	}
+	// The connection is served on a goroutine of its own and this handler returns: net/http
+	// then lets go of the request's buffers and its goroutine's deep stack, about 10 KB that
+	// an idle connection would otherwise hold for its life.
+	go s.customerConn(context.WithoutCancel(c.Request.Context()), cn)
+}
+
+// customerConn serves a customer's connection until it closes.
+func (s *Server) customerConn(ctx context.Context, cn *conn) {
 	defer s.untrack(cn)
 	var sessionID atomic.Int64
 	w := &waiter{conn: cn}
@@ -170,7 +178,7 @@ func (s *Server) customerWS(c *gin.Context) {
 			s.forgetWaiter(w)
 		}
 	}()
-	cn.readLoop(context.WithoutCancel(c.Request.Context()), func(ctx context.Context, data []byte) error {
+	cn.readLoop(ctx, func(ctx context.Context, data []byte) error {
 		f, err := decodeFrame(data)
 		if err != nil {
 			return err

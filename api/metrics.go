@@ -38,6 +38,12 @@ type Metrics struct {
 	transfers   *prometheus.CounterVec
 	closes      *prometheus.CounterVec
 	csat        *prometheus.CounterVec
+
+	// Connections, frames, turns and limits (registerOps).
+	customerConns, agentConns *connStats
+	turn                      prometheus.Histogram
+	stages                    *prometheus.HistogramVec
+	limited                   *prometheus.CounterVec
 }
 
 // How long a scrape may reuse what the database said, and how long it may wait for it.
@@ -92,6 +98,7 @@ func NewMetrics(q *handoff.Queue, log *slog.Logger) *Metrics {
 	m.transfers.WithLabelValues("group")
 	m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.escalations, m.assignments, m.wait, m.notify, m.abandons, m.transfers, m.closes, m.csat)
+	m.registerOps()
 	if q != nil {
 		m.desk = newDeskCollector(q, log)
 		m.reg.MustRegister(m.desk)
@@ -337,5 +344,225 @@ func (d *deskCollector) Collect(ch chan<- prometheus.Metric) {
 		if r.Sessions > 0 {
 			gauge(d.containment, r.Containment)
 		}
+	}
+}
+
+// Latency buckets, in seconds: a turn's target is 200 ms at p99; a stage is a part of it.
+var (
+	turnBuckets  = []float64{.005, .01, .025, .05, .075, .1, .15, .2, .3, .5, .75, 1, 2.5, 5, 10, 30}
+	stageBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .2, .5, 1, 2.5, 5, 10, 20}
+)
+
+// connStats are the counters of one kind of WebSocket connection (customer or agent). A nil
+// *connStats counts nothing.
+type connStats struct {
+	open    prometheus.Gauge
+	in, out prometheus.Counter
+	closes  *prometheus.CounterVec // by reason
+}
+
+func (c *connStats) opened() {
+	if c != nil {
+		c.open.Inc()
+	}
+}
+
+func (c *connStats) gone() {
+	if c != nil {
+		c.open.Dec()
+	}
+}
+
+func (c *connStats) received() {
+	if c != nil {
+		c.in.Inc()
+	}
+}
+
+func (c *connStats) sent() {
+	if c != nil {
+		c.out.Inc()
+	}
+}
+
+func (c *connStats) closed(r closeReason) {
+	if c != nil {
+		c.closes.WithLabelValues(r.label()).Inc()
+	}
+}
+
+// registerOps adds the operational metrics: connections, frames, turn and stage latency,
+// per-address limits.
+func (m *Metrics) registerOps() {
+	kind := []string{"kind"}
+	open := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kefu_ws_connections",
+		Help: "Open WebSocket connections, by kind (customer, agent)."}, kind)
+	in := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kefu_ws_frames_received_total",
+		Help: "WebSocket frames received from clients, by kind of connection."}, kind)
+	out := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kefu_ws_frames_sent_total",
+		Help: "WebSocket frames sent to clients, by kind of connection."}, kind)
+	closes := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kefu_ws_closes_total",
+		Help: "WebSocket connections closed, by kind and reason (gone: the client left or the network failed; slow: its send queue was full, 4008; shutdown: 4001; no_hello: 4501)."},
+		[]string{"kind", "reason"})
+	m.limited = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kefu_ip_limited_total",
+		Help: "Requests refused with 429 by the per-address limits, by limit (connections: too many open WebSockets; connection_rate: new WebSockets too fast; request_rate: HTTP requests too fast)."},
+		[]string{"limit"})
+	for _, l := range []string{"connections", "connection_rate", "request_rate"} {
+		m.limited.WithLabelValues(l)
+	}
+	stats := func(k string) *connStats {
+		c := &connStats{open: open.WithLabelValues(k), in: in.WithLabelValues(k), out: out.WithLabelValues(k),
+			closes: closes.MustCurryWith(prometheus.Labels{"kind": k})}
+		for _, r := range []closeReason{closeGone, closeSlow, closeShutdown} {
+			c.closes.WithLabelValues(r.label()) // shown, at 0, from the start
+		}
+		return c
+	}
+	m.customerConns, m.agentConns = stats("customer"), stats("agent")
+	m.turn = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kefu_turn_seconds",
+		Help:    "Time from a customer's message to the bot's reply stored (dialog.Engine.Turn, committed), for turns that succeed.",
+		Buckets: turnBuckets})
+	m.stages = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kefu_dialog_stage_seconds",
+		Help:    "Time of a part of a turn, by stage (nlu: intent and language; retrieval: the knowledge search; generate: an LLM's answer).",
+		Buckets: stageBuckets}, []string{"stage"})
+	for _, st := range []string{"nlu", "retrieval"} {
+		m.stages.WithLabelValues(st)
+	}
+	m.reg.MustRegister(open, in, out, closes, m.limited, m.turn, m.stages)
+}
+
+// conns is the counters of a kind of connection ("customer", "agent"; anything else counts
+// nowhere).
+func (m *Metrics) conns(kind string) *connStats {
+	switch {
+	case m == nil:
+		return nil
+	case kind == "customer":
+		return m.customerConns
+	case kind == "agent":
+		return m.agentConns
+	}
+	return nil
+}
+
+// Limited counts a request refused by a per-address limit ("connections",
+// "connection_rate", "request_rate").
+func (m *Metrics) Limited(limit string) {
+	if m != nil {
+		m.limited.WithLabelValues(limit).Inc()
+	}
+}
+
+// Observe records how long a part of a turn took: it is dialog.Config.Observe. Stage "turn"
+// is a whole turn, stored (kefu_turn_seconds); the others ("nlu", "retrieval", "generate")
+// are its parts (kefu_dialog_stage_seconds).
+func (m *Metrics) Observe(stage string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	if stage == "turn" {
+		m.turn.Observe(d.Seconds())
+		return
+	}
+	m.stages.WithLabelValues(stage).Observe(d.Seconds())
+}
+
+// BrokerStats is what a Broker may tell of its queue, for the metrics: frames waiting to go
+// to the other instances and frames dropped since the start.
+type BrokerStats interface {
+	QueueStats() (queued int, dropped int64)
+}
+
+// brokerQueue is b's queue as the metrics show it; queued is -1 when b does not say.
+func brokerQueue(b Broker) (queued int, dropped int64, ok bool) {
+	switch b := b.(type) {
+	case BrokerStats:
+		q, d := b.QueueStats()
+		return q, d, true
+	case *PGBroker:
+		return len(b.out), b.Dropped.Load(), true
+	case *NATSBroker:
+		return -1, b.Dropped.Load(), true
+	}
+	return 0, 0, false
+}
+
+// serverCollector reads, at scrape time, what the server holds: its connections' send
+// queues, the broker's outbox, the database pool.
+type serverCollector struct {
+	s *Server
+
+	queued, queuedMax, waiters        *prometheus.Desc
+	outbox, dropped                   *prometheus.Desc
+	poolTotal, poolIdle, poolUsed     *prometheus.Desc
+	poolMax, poolBuilding             *prometheus.Desc
+	poolAcquires, poolWait, poolEmpty *prometheus.Desc
+	poolCanceled                      *prometheus.Desc
+}
+
+func newServerCollector(s *Server) *serverCollector {
+	desc := func(name, help string) *prometheus.Desc { return prometheus.NewDesc(name, help, nil, nil) }
+	return &serverCollector{s: s,
+		queued:       desc("kefu_ws_send_queue_frames", "Frames waiting in the WebSocket connections' send queues, in all."),
+		queuedMax:    desc("kefu_ws_send_queue_max_frames", "The longest send queue of a WebSocket connection (at 64 the connection is closed as slow)."),
+		waiters:      desc("kefu_ws_customers", "Customer connections that said hello (subscribed to their session)."),
+		outbox:       desc("kefu_broker_outbox_frames", "Frames waiting to be sent to the other instances."),
+		dropped:      desc("kefu_broker_dropped_frames_total", "Frames not sent to the other instances because the broker's outbox was full or the broker refused them."),
+		poolTotal:    desc("kefu_db_pool_connections", "Open database connections in the pool."),
+		poolIdle:     desc("kefu_db_pool_idle_connections", "Idle database connections in the pool."),
+		poolUsed:     desc("kefu_db_pool_acquired_connections", "Database connections in use."),
+		poolMax:      desc("kefu_db_pool_max_connections", "The pool's largest size."),
+		poolBuilding: desc("kefu_db_pool_constructing_connections", "Database connections being opened."),
+		poolAcquires: desc("kefu_db_pool_acquires_total", "Connections taken from the pool."),
+		poolWait:     desc("kefu_db_pool_acquire_wait_seconds_total", "Time spent taking connections from the pool, in all."),
+		poolEmpty:    desc("kefu_db_pool_empty_acquires_total", "Takes that found no idle connection and had to wait for one."),
+		poolCanceled: desc("kefu_db_pool_canceled_acquires_total", "Takes given up (their context ended) before a connection came."),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *serverCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.queued, c.queuedMax, c.waiters, c.outbox, c.dropped, c.poolTotal, c.poolIdle,
+		c.poolUsed, c.poolMax, c.poolBuilding, c.poolAcquires, c.poolWait, c.poolEmpty, c.poolCanceled} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector. It goes once through the connections, under the
+// server's lock: about a millisecond for 100,000.
+func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
+	val := func(d *prometheus.Desc, t prometheus.ValueType, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, t, v)
+	}
+	s := c.s
+	total, longest := 0, 0
+	s.mu.Lock()
+	for cn := range s.conns {
+		n := len(cn.send)
+		total += n
+		longest = max(longest, n)
+	}
+	waiters := len(s.waiters)
+	s.mu.Unlock()
+	val(c.queued, prometheus.GaugeValue, float64(total))
+	val(c.queuedMax, prometheus.GaugeValue, float64(longest))
+	val(c.waiters, prometheus.GaugeValue, float64(waiters))
+	if queued, dropped, ok := brokerQueue(s.Broker); ok {
+		if queued >= 0 {
+			val(c.outbox, prometheus.GaugeValue, float64(queued))
+		}
+		val(c.dropped, prometheus.CounterValue, float64(dropped))
+	}
+	if s.Pool != nil {
+		st := s.Pool.Stat()
+		val(c.poolTotal, prometheus.GaugeValue, float64(st.TotalConns()))
+		val(c.poolIdle, prometheus.GaugeValue, float64(st.IdleConns()))
+		val(c.poolUsed, prometheus.GaugeValue, float64(st.AcquiredConns()))
+		val(c.poolMax, prometheus.GaugeValue, float64(st.MaxConns()))
+		val(c.poolBuilding, prometheus.GaugeValue, float64(st.ConstructingConns()))
+		val(c.poolAcquires, prometheus.CounterValue, float64(st.AcquireCount()))
+		val(c.poolWait, prometheus.CounterValue, st.AcquireDuration().Seconds())
+		val(c.poolEmpty, prometheus.CounterValue, float64(st.EmptyAcquireCount()))
+		val(c.poolCanceled, prometheus.CounterValue, float64(st.CanceledAcquireCount()))
 	}
 }

@@ -41,6 +41,11 @@ type Deps struct {
 	Metrics *Metrics
 	// DemoShop, when set, is served under /demo/ (the demo order service the demo flows call).
 	DemoShop http.Handler
+	// Limits bound what one client address may do (the zero value: nothing).
+	Limits IPLimits
+	// Ready, when set, is asked by /readyz besides the database: nil when the process can
+	// serve (its models loaded), else why not.
+	Ready func(context.Context) error
 }
 
 // Server serves the REST API, the WebSocket endpoints and the web pages.
@@ -53,6 +58,9 @@ type Server struct {
 	waitRefresh time.Duration
 	waiters     map[*waiter]int64 // customers' connections that said hello (under mu)
 	refresher   sync.Once
+
+	ips    *ipTable
+	flight flight // frames being handled, which Drain waits for
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
@@ -69,12 +77,20 @@ func New(d Deps) *Server {
 		d.Metrics = NewMetrics(d.Queue, d.Log)
 	}
 	s := &Server{Deps: d, log: d.Log.With("component", "api"), turnWait: 30 * time.Second, waitRefresh: 15 * time.Second, waiters: map[*waiter]int64{},
-		conns: map[*conn]struct{}{}, presence: map[int64]int{}}
+		conns: map[*conn]struct{}{}, presence: map[int64]int{}, ips: newIPTable(d.Limits, nil)}
 	s.upgrader = websocket.Upgrader{
-		ReadBufferSize: 4096, WriteBufferSize: 4096,
+		// An idle connection keeps its read buffer; a write buffer is taken from the pool for
+		// each frame written and given back after. permessage-deflate is used when the client
+		// offers it; gorilla pools its compressors too, and takes no context over, so an idle
+		// connection pays nothing for it.
+		ReadBufferSize: readBuffer, WriteBufferSize: writeBuffer, WriteBufferPool: &sync.Pool{},
+		EnableCompression: true,
 		// The widget may be embedded on the shop's own site: the session token, not a cookie,
 		// is what authorises a connection, so any origin may connect.
 		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	if err := d.Metrics.reg.Register(newServerCollector(s)); err != nil {
+		s.log.Warn("server metrics not registered: the registry has another server's", "err", err)
 	}
 	return s
 }
@@ -82,7 +98,7 @@ func New(d Deps) *Server {
 // Handler is the HTTP handler with every route.
 func (s *Server) Handler() http.Handler {
 	r := gin.New()
-	r.Use(gin.Recovery(), s.logRequests())
+	r.Use(gin.Recovery(), s.logRequests(), s.limitRequests(), compress())
 	r.MaxMultipartMemory = 1 << 20
 	r.GET("/healthz", func(c *gin.Context) { c.String(http.StatusOK, "ok") })
 	r.GET("/readyz", s.ready)
@@ -146,14 +162,44 @@ func jsonProblem(err error) string {
 	return msg
 }
 
+// ready is GET /readyz: 200 {"status":"ready","checks":{…}} when this instance can serve
+// customers (the database answers within 2 s, the models are loaded, it is not shutting
+// down), else 503 {"status":"not_ready","checks":{…}} with what failed, so that a load
+// balancer sends nobody here. GET /healthz only says the process is alive.
 func (s *Server) ready(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
 	defer cancel()
-	if err := s.Pool.Ping(ctx); err != nil {
-		s.fail(c, kefu.E("api.ready", kefu.Unavailable, err))
+	checks := gin.H{}
+	ok := true
+	check := func(name string, err error) {
+		if err != nil {
+			checks[name], ok = err.Error(), false
+			return
+		}
+		checks[name] = "ok"
+	}
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if closing {
+		check("shutdown", errors.New("shutting down"))
+	}
+	if s.Pool == nil {
+		check("database", errors.New("no database"))
+	} else if err := s.Pool.Ping(ctx); err != nil {
+		s.log.WarnContext(ctx, "readiness: the database does not answer", "err", err)
+		check("database", errors.New("the database does not answer"))
+	} else {
+		check("database", nil)
+	}
+	if s.Ready != nil {
+		check("models", s.Ready(ctx))
+	}
+	if !ok {
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "not_ready", "checks": checks})
 		return
 	}
-	c.String(http.StatusOK, "ready")
+	c.JSON(http.StatusOK, gin.H{"status": "ready", "checks": checks})
 }
 
 func pathID(c *gin.Context) (int64, error) {
@@ -187,9 +233,16 @@ func (s *Server) untrack(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+	c.relOnce.Do(func() {
+		c.stats.gone()
+		if c.release != nil {
+			c.release()
+		}
+	})
 }
 
-// Shutdown closes every WebSocket connection with code 4001 (reconnect).
+// Shutdown closes every WebSocket connection with code 4001 (reconnect) and refuses new
+// ones; /readyz says not ready from then on. Frames being handled go on: Drain waits for them.
 func (s *Server) Shutdown() {
 	s.mu.Lock()
 	s.closing = true
@@ -203,20 +256,101 @@ func (s *Server) Shutdown() {
 	}
 }
 
-// upgrade turns the request into a tracked connection with its writer running.
+// Drain waits until the frames being handled (turns, hellos, agents' actions) are done, or
+// ctx ends; frames read after it is called are dropped (their clients send them again to the
+// instance they reconnect to). Call it after Shutdown, before closing what turns use (the
+// pool, the models).
+func (s *Server) Drain(ctx context.Context) error { return s.flight.drain(ctx) }
+
+// upgrade turns the request into a tracked connection with its writer running, when the
+// client's address is within its limits (else 429).
 func (s *Server) upgrade(c *gin.Context) (*conn, bool) {
+	release, err := s.ips.openConn(c.Request)
+	if err != nil {
+		s.refuse(c, err)
+		return nil, false
+	}
 	ws, err := s.upgrader.Upgrade(c.Writer, c.Request, nil)
 	if err != nil {
+		release()
 		return nil, false // the upgrader has answered with an HTTP error
 	}
 	cn := newConn(ws)
+	cn.stats, cn.flight, cn.log, cn.release = s.Metrics.conns(connKind(c.FullPath())), &s.flight, s.log, release
+	cn.stats.opened()
 	if !s.track(cn) {
 		cn.shut(closeShutdown)
+		s.untrack(cn)
 		go cn.writeLoop()
 		return nil, false
 	}
 	go cn.writeLoop()
 	return cn, true
+}
+
+// connKind is the kind of connection a WebSocket route serves, as the metrics label it.
+func connKind(route string) string {
+	kind, _ := strings.CutPrefix(route, "/ws/")
+	return kind
+}
+
+// flight counts the frames being handled, so that a shutdown can wait for the turns in
+// progress. A nil *flight counts nothing.
+type flight struct {
+	mu       sync.Mutex
+	n        int
+	draining bool
+	idle     chan struct{} // closed when n comes down to 0 while draining
+}
+
+// enter counts a frame in; false once draining.
+func (f *flight) enter() bool {
+	if f == nil {
+		return true
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.draining {
+		return false
+	}
+	f.n++
+	return true
+}
+
+func (f *flight) leave() {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n--
+	if f.n == 0 && f.idle != nil {
+		close(f.idle)
+		f.idle = nil
+	}
+}
+
+func (f *flight) drain(ctx context.Context) error {
+	f.mu.Lock()
+	f.draining = true
+	if f.n == 0 {
+		f.mu.Unlock()
+		return nil
+	}
+	if f.idle == nil {
+		f.idle = make(chan struct{})
+	}
+	idle := f.idle
+	f.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		f.mu.Lock()
+		n := f.n
+		f.mu.Unlock()
+		return fmt.Errorf("api: %d frames still being handled: %w", n, ctx.Err())
+	}
 }
 
 // helloTimer closes a connection that has not said hello in time.

@@ -22,9 +22,11 @@
     { profile: window.kefuIdentity.profile, signature: window.kefuIdentity.signature || "" } : {};
   const zh = navigator.language.startsWith("zh");
   let sess = JSON.parse(localStorage.getItem(KEY) || "null");
-  // lastSeq is what this page has shown: a new page starts from 0 and gets the whole
-  // conversation; a reconnect asks only for what it missed.
-  let ws = null, backoff = 1000, seen = new Set(), outbox = new Map(), timer = null, lastSeq = 0;
+  // lastSeq is what this page has shown, every message up to it: a new page starts from 0 and
+  // gets the whole conversation; a reconnect asks only for what it missed. A message that
+  // arrives past a gap (a frame lost between servers) leaves lastSeq below the gap, so the
+  // next hello, or catchUp, fills it.
+  let ws = null, backoff = 1000, seen = new Set(), outbox = new Map(), timer = null, lastSeq = 0, maxSeq = 0;
   // everOnline: a welcome came once, so the next one is a reconnection; resendTimer sends the
   // outbox again after a retryable error.
   let everOnline = false, resendTimer = null, onlineTimer = null;
@@ -117,10 +119,15 @@
   function render(m) {
     if (seen.has(m.seq)) return;
     seen.add(m.seq);
-    lastSeq = Math.max(lastSeq, m.seq);
+    while (seen.has(lastSeq + 1)) lastSeq++;
+    if (m.seq > lastSeq) gapSoon();
     const pending = m.client_id && log.querySelector('li.pending[data-client-id="' + CSS.escape(m.client_id) + '"]');
+    // A message that fills a gap goes where it belongs, before the first one after it.
+    const later = m.seq < maxSeq && [...log.querySelectorAll("li[data-seq]")].find((x) => Number(x.dataset.seq) > m.seq);
+    maxSeq = Math.max(maxSeq, m.seq);
     const li = bubble(m);
     if (pending) pending.replaceWith(li);
+    else if (later) log.insertBefore(li, later);
     else if (streaming && m.role !== "customer") { streaming.replaceWith(li); streaming = null; }
     else log.appendChild(li);
     // A bot reply's buttons, else the questions other customers asked next.
@@ -370,6 +377,17 @@
     } catch (err) { /* the next reconnect brings them */ }
   }
 
+  // gapSoon fetches what is missing below a message that came past a gap, unless it turns up
+  // meanwhile (frames from two servers may cross).
+  let gapTimer = null;
+  function gapSoon() {
+    if (gapTimer) return;
+    gapTimer = setTimeout(() => {
+      gapTimer = null;
+      if ([...seen].some((s) => s > lastSeq)) catchUp();
+    }, 1500);
+  }
+
   const retryable = (code) => code === "unavailable" || code === "rate_limited";
 
   function connect() {
@@ -410,7 +428,7 @@
           if (f.code === "not_found" && !f.client_id) { // the conversation is gone: start anew
             localStorage.removeItem(KEY);
             await createSession();
-            log.replaceChildren(); seen.clear(); survey = null; ratedSeq = 0;
+            log.replaceChildren(); seen.clear(); maxSeq = 0; survey = null; ratedSeq = 0;
             sock.close();
             return;
           }

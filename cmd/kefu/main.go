@@ -71,6 +71,8 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 		return kbCmd(ctx, args, log)
 	case "handoff":
 		return handoffCmd(ctx, args, log)
+	case "loadgen":
+		return loadgenCmd(ctx, args, log)
 	case "help", "-h", "--help":
 		fmt.Fprintln(os.Stderr, "usage: kefu [serve|migrate|pg|nlu|flows|test|dialog|kb|handoff] [flags]")
 		return nil
