@@ -2,12 +2,14 @@ package api
 
 import (
 	"fmt"
+	"log/slog"
 	"math"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -87,6 +89,8 @@ type ipTable struct {
 	connBurst int
 	reqBurst  int
 	now       func() time.Time
+	log       *slog.Logger
+	warned    atomic.Bool // about X-Forwarded-For from a peer not trusted
 
 	mu    sync.Mutex
 	addrs map[netip.Addr]*ipEntry
@@ -111,12 +115,12 @@ func burst(b int, r float64) int {
 	return max(1, int(math.Ceil(2*r)))
 }
 
-func newIPTable(cfg IPLimits, now func() time.Time) *ipTable {
+func newIPTable(cfg IPLimits, now func() time.Time, log *slog.Logger) *ipTable {
 	if now == nil {
 		now = time.Now
 	}
 	return &ipTable{cfg: cfg, connBurst: burst(cfg.ConnBurst, cfg.ConnRate), reqBurst: burst(cfg.RequestBurst, cfg.RequestRate),
-		now: now, addrs: map[netip.Addr]*ipEntry{}, swept: now()}
+		now: now, log: log, addrs: map[netip.Addr]*ipEntry{}, swept: now()}
 }
 
 // clientAddr is the address r comes from (see IPLimits.TrustedProxies); ok is false when it
@@ -128,6 +132,10 @@ func (t *ipTable) clientAddr(r *http.Request) (netip.Addr, bool) {
 	}
 	addr := ap.Addr().Unmap()
 	if !contains(t.cfg.TrustedProxies, addr) {
+		if r.Header.Get("X-Forwarded-For") != "" && t.warned.CompareAndSwap(false, true) {
+			t.log.Warn("requests carry X-Forwarded-For from a peer that is not a trusted proxy: the per-address limits count the peer (if it is your proxy, name it in -trusted-proxies)",
+				"peer", addr.String())
+		}
 		return addr, true
 	}
 	var hops []string

@@ -77,7 +77,7 @@ func New(d Deps) *Server {
 		d.Metrics = NewMetrics(d.Queue, d.Log)
 	}
 	s := &Server{Deps: d, log: d.Log.With("component", "api"), turnWait: 30 * time.Second, waitRefresh: 15 * time.Second, waiters: map[*waiter]int64{},
-		conns: map[*conn]struct{}{}, presence: map[int64]int{}, ips: newIPTable(d.Limits, nil)}
+		conns: map[*conn]struct{}{}, presence: map[int64]int{}, ips: newIPTable(d.Limits, nil, d.Log.With("component", "api"))}
 	s.upgrader = websocket.Upgrader{
 		// An idle connection keeps its read buffer; a write buffer is taken from the pool for
 		// each frame written and given back after. permessage-deflate is used when the client

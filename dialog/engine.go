@@ -90,6 +90,11 @@ type Config struct {
 	// Related, when set, suggests questions to show after a knowledge answer; it must not
 	// block or touch the database (the turn holds a transaction).
 	Related func(key, lang string) []string
+	// Observe, when set, is told how long each stage of a turn took: "nlu" (intent and
+	// language), "retrieval" (a knowledge search), "generate" (an LLM's answer) and "turn"
+	// (a whole turn that succeeded: the customer's message and the bot's replies stored). It
+	// must not block; api.Metrics.Observe records them for Prometheus.
+	Observe func(stage string, d time.Duration)
 
 	// The escalation policy beyond EscalateAfter (policy.go). A customer who asks for a
 	// person always gets one; every other rule can be turned off.
@@ -338,6 +343,7 @@ func (e *Engine) validate(op, clientID, body string) (string, error) {
 // together; a resend of a stored client id returns the stored message with Duplicate set.
 func (e *Engine) Turn(ctx context.Context, in Inbound) (TurnResult, error) {
 	const op = "dialog.Turn"
+	t0 := time.Now()
 	body, err := e.validate(op, in.ClientID, in.Text)
 	if err != nil {
 		return TurnResult{}, err
@@ -400,7 +406,15 @@ func (e *Engine) Turn(ctx context.Context, in Inbound) (TurnResult, error) {
 	if e.cfg.Usage != nil && plan != nil {
 		e.recordUsage(s.ID, plan, res.Replies)
 	}
+	e.observe("turn", t0)
 	return res, nil
+}
+
+// observe tells Config.Observe how long stage took since t0 (wall time, not Config.Now).
+func (e *Engine) observe(stage string, t0 time.Time) {
+	if e.cfg.Observe != nil {
+		e.cfg.Observe(stage, time.Since(t0))
+	}
 }
 
 // recordUsage tells the usage sink what the knowledge base did for this turn's question: the

@@ -58,6 +58,7 @@ WHERE session_id = $1 AND role = 'customer' AND client_id = $2)`, s.ID, in.Clien
 	t0 := time.Now()
 	gen, err := g.Generate(gctx, retrieval.Question{Text: body, Language: lang, Evidence: p.answer.Evidence}, in.OnDelta)
 	took := time.Since(t0).Round(time.Millisecond)
+	e.observe("generate", t0)
 	switch {
 	case err != nil:
 		e.log.WarnContext(ctx, "LLM answer failed: the knowledge base's own text answers", "session_id", s.ID,

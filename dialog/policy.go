@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -42,10 +43,12 @@ var askHuman = regexp.MustCompile(`(?i)(转人工|人工客服|人工服务|找�
 // think runs the intent model and the knowledge search: everything a turn needs that does
 // not depend on the session's state, so it runs before the session is locked.
 func (e *Engine) think(ctx context.Context, body string) (*plan, error) {
+	t0 := time.Now()
 	res, err := e.nlu.Understand(ctx, body)
 	if err != nil {
 		return nil, err
 	}
+	e.observe("nlu", t0)
 	p := &plan{body: body, result: res, language: res.Language, sentiment: ScoreSentiment(body)}
 	p.understood = Meta{Intent: res.Intent, Confidence: res.Confidence, OutOfScope: res.OutOfScope,
 		Language: res.Language, ModelVersion: res.ModelVersion, Entities: nlu.Extract(body, e.cfg.Now()),
@@ -59,9 +62,11 @@ func (e *Engine) think(ctx context.Context, body string) (*plan, error) {
 	likely := (e.trigger(res.Intent) == nil || infoQuestion.MatchString(body)) &&
 		!(smallTalk[res.Intent] && res.Confidence >= e.cfg.MinIntentConfidence)
 	if !p.askedHuman && likely {
+		t0 = time.Now()
 		if p.answer, err = e.kb.Answer(ctx, body, res.Language); err != nil {
 			return nil, err
 		}
+		e.observe("retrieval", t0)
 		p.searched = true
 	}
 	return p, nil

@@ -100,10 +100,12 @@ func (t *turn) escalateTo(reason, group string) error {
 // runs inside the transaction so it takes no second pool connection.
 func (t *turn) knowledge() (retrieval.Answer, error) {
 	if !t.p.searched {
+		t0 := time.Now()
 		a, err := t.e.kb.AnswerTx(t.ctx, t.tx, t.p.body, t.lang)
 		if err != nil {
 			return retrieval.Answer{}, err
 		}
+		t.e.observe("retrieval", t0)
 		t.p.answer, t.p.searched = a, true
 	}
 	return t.p.answer, nil

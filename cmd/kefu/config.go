@@ -2,10 +2,12 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"strconv"
 	"time"
 
+	"github.com/kefu-dev/kefu/api"
 	"github.com/kefu-dev/kefu/dialog"
 	"github.com/kefu-dev/kefu/retrieval"
 )
@@ -33,6 +35,13 @@ type Config struct {
 	ClarifyMargin float64       // -clarify-margin, KEFU_CLARIFY_MARGIN
 	Broker        string        // -broker, KEFU_BROKER: postgres, nats or memory (one instance); how frames reach other instances
 	NATSURL       string        // -nats-url, KEFU_NATS_URL: the NATS server(s) of -broker nats
+	AdminAddr     string        // -admin-addr, KEFU_ADMIN_ADDR: pprof and /metrics; empty: none
+	// Per-address limits (api.IPLimits); 0 turns one off.
+	IPMaxConns     int     // -ip-max-conns, KEFU_IP_MAX_CONNS: WebSocket connections open at once per address
+	IPConnRate     float64 // -ip-conn-rate, KEFU_IP_CONN_RATE: new WebSocket connections per second per address
+	IPRequestRate  float64 // -ip-request-rate, KEFU_IP_REQUEST_RATE: HTTP requests per second per address
+	IPExempt       string  // -ip-exempt, KEFU_IP_EXEMPT: addresses and prefixes no limit applies to
+	TrustedProxies string  // -trusted-proxies, KEFU_TRUSTED_PROXIES: peers whose X-Forwarded-For is believed
 	// The escalation policy (dialog.Config).
 	EscalateAnger    float64 // -escalate-anger, KEFU_ESCALATE_ANGER: sentiment at or below minus this brings a person in at once
 	EscalateNegative int     // -escalate-negative, KEFU_ESCALATE_NEGATIVE: negative messages in a row that do
@@ -122,6 +131,12 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	c.WebhookSecret = os.Getenv("KEFU_WEBHOOK_SECRET")
 	fs.StringVar(&c.Broker, "broker", envOr("KEFU_BROKER", "postgres"), "how frames reach the other instances: postgres (LISTEN/NOTIFY on the database), nats (-nats-url) or memory (a single instance)")
 	fs.StringVar(&c.NATSURL, "nats-url", envOr("KEFU_NATS_URL", "nats://127.0.0.1:4222"), "NATS server(s) for -broker nats, separated by commas")
+	fs.StringVar(&c.AdminAddr, "admin-addr", envOr("KEFU_ADMIN_ADDR", "127.0.0.1:6060"), "admin listener: pprof under /debug/pprof/ and /metrics (empty: none; each instance on a machine needs its own)")
+	fs.IntVar(&c.IPMaxConns, "ip-max-conns", envInt("KEFU_IP_MAX_CONNS", 200), "WebSocket connections one client address may hold open at once (0: no cap)")
+	fs.Float64Var(&c.IPConnRate, "ip-conn-rate", envFloat("KEFU_IP_CONN_RATE", 10), "new WebSocket connections per second one client address may open, in bursts of twice as many (0: no limit)")
+	fs.Float64Var(&c.IPRequestRate, "ip-request-rate", envFloat("KEFU_IP_REQUEST_RATE", 20), "HTTP requests per second one client address may make, in bursts of twice as many (0: no limit)")
+	fs.StringVar(&c.IPExempt, "ip-exempt", envOr("KEFU_IP_EXEMPT", "127.0.0.0/8,::1"), "addresses and prefixes, comma-separated, that no per-address limit applies to")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", os.Getenv("KEFU_TRUSTED_PROXIES"), "addresses and prefixes, comma-separated, of the proxies whose X-Forwarded-For names the client (empty: the header is ignored)")
 	fs.DurationVar(&c.RouteInterval, "route-interval", envDuration("KEFU_ROUTE_INTERVAL", 2*time.Second), "how often the router looks at the queue besides when woken")
 	c.DemoPassword = envOr("KEFU_DEMO_PASSWORD", "kefu-demo-2026")
 	fs.StringVar(&c.Embedder, "embedder", os.Getenv("KEFU_EMBEDDER"), "knowledge embedder: encoder (the sentence encoder in -encoder-model), intent (the intent model's encoder) or openai (an OpenAI-compatible endpoint); empty: encoder when -encoder-model exists, else intent")
@@ -151,4 +166,18 @@ func (c Config) search() retrieval.SearchOptions {
 		o.DenseWeight, o.LexWeight = c.KBDenseWeight, c.KBLexWeight
 	}
 	return o
+}
+
+// limits is the per-address limits the configuration asks for.
+func (c Config) limits() (api.IPLimits, error) {
+	exempt, err := api.ParsePrefixes(c.IPExempt)
+	if err != nil {
+		return api.IPLimits{}, fmt.Errorf("-ip-exempt: %w", err)
+	}
+	proxies, err := api.ParsePrefixes(c.TrustedProxies)
+	if err != nil {
+		return api.IPLimits{}, fmt.Errorf("-trusted-proxies: %w", err)
+	}
+	return api.IPLimits{MaxConns: c.IPMaxConns, ConnRate: c.IPConnRate, RequestRate: c.IPRequestRate,
+		Exempt: exempt, TrustedProxies: proxies}, nil
 }

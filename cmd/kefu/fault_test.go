@@ -323,7 +323,7 @@ func (c *faultCustomer) ask(ctx context.Context, cid, text string) bool {
 	if !answered() {
 		return false
 	}
-	if d := time.Since(start); d > 3*time.Second {
+	if d := time.Since(start); d > 5*time.Second {
 		c.t.Logf("%s: %s answered after %v (ack seq %d): %s", c.name, cid, d.Round(time.Millisecond), ackSeq, strings.Join(c.events, "; "))
 	}
 	c.mu.Lock()

@@ -16,6 +16,9 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/kefu-dev/kefu/internal/memnet"
+	"github.com/kefu-dev/kefu/retrieval"
 )
 
 // loadUtterances are what load-test customers say: knowledge questions, orders looked up by
@@ -141,12 +145,14 @@ type LoadSample struct {
 	URL        string `json:"url,omitempty"`
 	RSS        int64  `json:"rss_bytes"`
 	Goroutines int64  `json:"goroutines"`
-	HeapInuse  int64  `json:"heap_inuse_bytes,omitempty"` // in-process only
-	StackInuse int64  `json:"stack_inuse_bytes,omitempty"`
+	HeapInuse  int64  `json:"heap_inuse_bytes,omitempty"`  // in-process only: the heap's spans in use…
+	HeapLive   int64  `json:"heap_live_bytes,omitempty"`   // …what the last GC found live in them…
+	StackInuse int64  `json:"stack_inuse_bytes,omitempty"` // …and the goroutines' stacks
 	Error      string `json:"error,omitempty"`
 }
 
-// LoadGenerator is the load generator's own processes at the end, connections still open.
+// LoadGenerator is the load generator's own processes at the end, connections still open;
+// per connection is from the workers' RSS before they opened any.
 type LoadGenerator struct {
 	RSS              int64   `json:"rss_bytes"`
 	RSSPerConnection float64 `json:"rss_per_connection_bytes,omitempty"`
@@ -186,6 +192,7 @@ func loadgenCmd(ctx context.Context, args []string, log *slog.Logger) error {
 	utterFile := fs.String("utterances", "", "file of customer messages, one a line (default: built-in Chinese and English ones)")
 	bare := fs.String("bare", "", "open plain WebSockets on this path (no session, no hello, no messages): for a baseline against -echo")
 	echo := fs.String("echo", "", "run a bare gorilla/websocket echo server on this address, with /metrics, as the baseline to compare with")
+	memProfile := fs.String("memprofile", "", "with -in-process: write a heap profile to this file when the connections are open and idle")
 	var cfg Config
 	bindServerFlags(fs, &cfg)
 	if err := fs.Parse(args); err != nil {
@@ -208,7 +215,7 @@ func loadgenCmd(ctx context.Context, args []string, log *slog.Logger) error {
 		}
 	}
 	o := loadRun{n: *n, active: *active, rate: *rate, poisson: *pace == "poisson", ramp: *ramp, hold: *hold, duration: *dur,
-		replyTimeout: *replyTimeout, concurrency: *conc, bare: *bare, utterances: utterances, log: log}
+		replyTimeout: *replyTimeout, concurrency: *conc, bare: *bare, utterances: utterances, memProfile: *memProfile, log: log}
 	for t := range strings.SplitSeq(*targets, ",") {
 		if t = strings.TrimRight(strings.TrimSpace(t), "/"); t != "" {
 			o.targets = append(o.targets, t)
@@ -230,12 +237,7 @@ func loadgenCmd(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	switch {
 	case *inProcess:
-		fs.Visit(func(f *flag.Flag) {
-			if f.Name == "addr" {
-				o.addrSet = true
-			}
-		})
-		return o.runInProcess(ctx, cfg)
+		return printReport(o.runInProcess(ctx, cfg))
 	case *metrics == "off":
 	case *metrics != "":
 		for u := range strings.SplitSeq(*metrics, ",") {
@@ -246,7 +248,16 @@ func loadgenCmd(ctx context.Context, args []string, log *slog.Logger) error {
 			o.metrics = append(o.metrics, t+"/metrics")
 		}
 	}
-	return o.run(ctx)
+	return printReport(o.run(ctx))
+}
+
+func printReport(rep LoadReport, err error) error {
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rep)
 }
 
 // bindServerFlags adds serve's flags to fs for -in-process, except those whose names
@@ -254,6 +265,9 @@ func loadgenCmd(ctx context.Context, args []string, log *slog.Logger) error {
 func bindServerFlags(fs *flag.FlagSet, cfg *Config) {
 	sfs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	cfg.bindFlags(sfs)
+	if f := sfs.Lookup("addr"); f != nil { // its TCP listener serves flows' webhooks only
+		cfg.Addr, f.DefValue = "127.0.0.1:0", "127.0.0.1:0"
+	}
 	sfs.VisitAll(func(f *flag.Flag) {
 		if fs.Lookup(f.Name) == nil {
 			fs.Var(f.Value, f.Name, "in-process server: "+f.Usage)
@@ -303,7 +317,7 @@ type loadRun struct {
 	concurrency        int
 	bare               string
 	utterances         []string
-	addrSet            bool
+	memProfile         string
 	log                *slog.Logger
 
 	childEnv []string // extra environment for worker processes (tests)
@@ -337,8 +351,8 @@ type loadWorkerRef struct {
 	wait func() error
 }
 
-// run drives the workers through the phases and prints the report.
-func (o *loadRun) run(ctx context.Context) error {
+// run drives the workers through the phases and returns the report.
+func (o *loadRun) run(ctx context.Context) (LoadReport, error) {
 	if o.sample == nil {
 		o.sample = o.scrapeAll
 	}
@@ -358,7 +372,7 @@ func (o *loadRun) run(ctx context.Context) error {
 			for _, w := range workers {
 				w.cmd("quit")
 			}
-			return err
+			return LoadReport{}, err
 		}
 		workers = append(workers, ref)
 	}
@@ -470,9 +484,7 @@ func (o *loadRun) run(ctx context.Context) error {
 		rep.Messages.Seconds = round4(sendEnd.Sub(sendStart).Seconds())
 		rep.Messages.Achieved = round4(float64(rep.Messages.Sent) / min(o.duration.Seconds(), rep.Messages.Seconds))
 	}
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(rep)
+	return rep, nil
 }
 
 // fill sums the workers' last snapshots and the server samples into rep.
@@ -512,6 +524,7 @@ func (o *loadRun) fill(rep *LoadReport, latest []loadStats, before, idle, end []
 			t.RSS += s.RSS
 			t.Goroutines += s.Goroutines
 			t.HeapInuse += s.HeapInuse
+			t.HeapLive += s.HeapLive
 			t.StackInuse += s.StackInuse
 			if s.Error != "" {
 				t.Error = cmp.Or(t.Error, s.URL+": "+s.Error)
@@ -533,12 +546,14 @@ func (o *loadRun) fill(rep *LoadReport, latest []loadStats, before, idle, end []
 		srv.Note = "in-process: the process is the server and the generator together; the generator has one goroutine per connection (its reader)"
 		return
 	}
+	var base int64
 	for _, s := range latest {
 		rep.Generator.RSS += s.Held.RSS
 		rep.Generator.Goroutines += s.Held.Goroutines
+		base += s.BaseRSS
 	}
-	if rep.Connections.Established > 0 {
-		rep.Generator.RSSPerConnection = math.Round(float64(rep.Generator.RSS) / float64(rep.Connections.Established))
+	if rep.Connections.Established > 0 && rep.Generator.RSS > 0 {
+		rep.Generator.RSSPerConnection = math.Round(float64(rep.Generator.RSS-base) / float64(rep.Connections.Established))
 	}
 }
 
@@ -721,69 +736,48 @@ func scrapeProcess(url string) LoadSample {
 // too, which flows' webhooks call) and serves its handler on an in-memory listener as well,
 // which the workers dial: the connections are the server's real connection code over
 // memnet pipes, with no file per connection.
-func (o *loadRun) runInProcess(ctx context.Context, cfg Config) error {
-	if !o.addrSet {
-		cfg.Addr = "127.0.0.1:0"
-	}
-	o.procs = 1
+func (o *loadRun) runInProcess(ctx context.Context, cfg Config) (LoadReport, error) {
+	o.procs, o.targets, o.metrics = 1, []string{"http://kefu.mem"}, nil
 	m := &Main{Config: cfg, Log: o.log}
 	if err := m.Run(ctx); err != nil {
 		m.Close()
-		return err
+		return LoadReport{}, err
 	}
 	defer m.Close()
 	ln, err := memnet.Listen("127.0.0.1:8080")
 	if err != nil {
-		return err
+		return LoadReport{}, err
 	}
 	srv := &http.Server{Handler: m.http.Handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
-	o.dialer = newMemDialer(ln, o.sources, o.concurrency)
+	o.dialer = newMemDialer(ln, o.concurrency)
+	// The server loads the Chinese dictionary in the background; the baseline has it, and not
+	// the start-up's garbage (loading the models, seeding).
+	retrieval.WarmLexical()
+	runtime.GC()
+	debug.FreeOSMemory()
+	samples := 0
 	o.sample = func() []LoadSample {
+		profile := samples == 1 && o.memProfile != "" // the idle reading
+		if profile {
+			runtime.GC() // the profile is as of the last collection
+		}
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		return []LoadSample{{URL: "self", RSS: selfRSS(), Goroutines: int64(runtime.NumGoroutine()),
-			HeapInuse: int64(ms.HeapInuse), StackInuse: int64(ms.StackInuse)}}
+		live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		metrics.Read(live)
+		s := LoadSample{URL: "self", RSS: selfRSS(), Goroutines: int64(runtime.NumGoroutine()),
+			HeapInuse: int64(ms.HeapInuse), HeapLive: int64(live[0].Value.Uint64()), StackInuse: int64(ms.StackInuse)}
+		if samples++; profile {
+			if err := writeHeapProfile(o.memProfile); err != nil {
+				o.log.Warn("could not write the heap profile", "err", err)
+			}
+		}
+		return []LoadSample{s}
 	}
 	return o.run(ctx)
 }
-
-// memDialer connects over a memnet listener, each connection from its source address as
-// the server sees it.
-type memDialer struct {
-	client  *http.Client
-	dialers []*websocket.Dialer
-}
-
-func newMemDialer(ln *memnet.Listener, sources, concurrency int) *memDialer {
-	pool := &sync.Pool{}
-	d := &memDialer{client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return ln.Dial(ctx, nil)
-		},
-		MaxIdleConnsPerHost: concurrency,
-	}}}
-	for i := range max(sources, 1) {
-		ip := net.IPv4(127, 0, 0, byte(1+i))
-		var port uint32
-		var mu sync.Mutex
-		d.dialers = append(d.dialers, &websocket.Dialer{
-			NetDialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				mu.Lock()
-				port = port%64511 + 1
-				p := int(port) + 1024
-				mu.Unlock()
-				return ln.Dial(ctx, &net.TCPAddr{IP: ip, Port: p})
-			},
-			HandshakeTimeout: 10 * time.Second, ReadBufferSize: loadReadBuffer, WriteBufferSize: loadWriteBuffer, WriteBufferPool: pool})
-	}
-	return d
-}
-
-func (d *memDialer) http() *http.Client              { return d.client }
-func (d *memDialer) ws(source int) *websocket.Dialer { return d.dialers[source%len(d.dialers)] }
-func (d *memDialer) base(string) string              { return "http://kefu.mem" }
 
 // runEchoServer is the baseline the issue compares Kefu with: a bare gorilla/websocket echo
 // server (write buffers pooled), with the Prometheus process metrics at /metrics.
@@ -821,6 +815,15 @@ func runEchoServer(ctx context.Context, addr string, log *slog.Logger) error {
 		return err
 	}
 	return nil
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return pprof.Lookup("heap").WriteTo(f, 0)
 }
 
 func countTrue(bs []bool) int {

@@ -31,6 +31,7 @@ type loadWorker struct {
 	spec  loadSpec
 	dial  loadDialer
 	start time.Time // the clock of sentAt: nanoseconds since start
+	base  int64     // RSS before any connection
 
 	conns  []*loadConn // by index in this worker; nil until opened
 	active []*loadConn // the connections that send messages, in the order they opened
@@ -69,12 +70,22 @@ type loadSpec struct {
 // loadDialer opens the worker's connections: over TCP from a source address, or in memory.
 type loadDialer interface {
 	http() *http.Client
-	ws(source int) *websocket.Dialer
 	base(target string) string // the URL requests go to
+	// connect opens a WebSocket to url from the source address numbered source and sets
+	// c.t. The frames it receives go to w.handle, and its end to w.ended (exactly once),
+	// from a reader goroutine or from the connection's own callbacks.
+	connect(ctx context.Context, w *loadWorker, c *loadConn, source int, url string) error
+}
+
+// loadTransport is a connection's way out.
+type loadTransport interface {
+	write(frame []byte) error // one text frame; the callers take turns (loadConn.wmu)
+	close(graceful bool)      // graceful: a close frame first, as a customer leaving
 }
 
 // tcpDialer dials targets from 127.0.0.1…127.0.0.k: each source address has the whole
 // ephemeral port range to itself, so k sources hold k times as many connections to a target.
+// Each connection has a reader goroutine.
 type tcpDialer struct {
 	client  *http.Client
 	dialers []*websocket.Dialer
@@ -93,15 +104,48 @@ func newTCPDialer(sources, concurrency int) *tcpDialer {
 	return d
 }
 
-func (d *tcpDialer) http() *http.Client              { return d.client }
-func (d *tcpDialer) ws(source int) *websocket.Dialer { return d.dialers[source%len(d.dialers)] }
-func (d *tcpDialer) base(target string) string       { return target }
-func (s loadSpec) source(i int) int                  { return (s.First + i) % max(s.Sources, 1) }
-func (s loadSpec) target(i int) string               { return s.Targets[(s.First+i)%len(s.Targets)] }
+func (d *tcpDialer) connect(ctx context.Context, w *loadWorker, c *loadConn, source int, url string) error {
+	ws, resp, err := d.dialers[source%len(d.dialers)].DialContext(ctx, url, nil)
+	if err != nil {
+		if resp != nil {
+			return fmt.Errorf("HTTP %d", resp.StatusCode)
+		}
+		return errors.New(netErrorKind(err))
+	}
+	c.t = wsTransport{ws}
+	w.readers.Go(func() { w.read(c, ws) })
+	return nil
+}
+
+// wsTransport is a gorilla/websocket connection.
+type wsTransport struct{ ws *websocket.Conn }
+
+func (t wsTransport) write(frame []byte) error {
+	_ = t.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	return t.ws.WriteMessage(websocket.TextMessage, frame)
+}
+
+func (t wsTransport) close(graceful bool) {
+	if graceful {
+		msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
+		_ = t.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+	}
+	t.ws.Close() // the reader ends
+}
+
+func (d *tcpDialer) http() *http.Client        { return d.client }
+func (d *tcpDialer) base(target string) string { return target }
+
+// source is the source address connection i of the worker connects from, target its server.
+func (s loadSpec) source(i int) int    { return (s.First + i) % max(s.Sources, 1) }
+func (s loadSpec) target(i int) string { return s.Targets[(s.First+i)%len(s.Targets)] }
+
+// isActive reports whether connection i sends messages: the active fraction spread evenly.
 func (s loadSpec) isActive(i int) bool {
 	g := float64(s.First + i)
 	return math.Floor((g+1)*s.Active) > math.Floor(g*s.Active)
 }
+
 func (w *loadWorker) now() int64                    { return int64(time.Since(w.start)) }
 func (w *loadWorker) sinceNs(t int64) time.Duration { return time.Duration(w.now() - t) }
 func (w *loadWorker) countError(kind string)        { w.mu.Lock(); w.errors[kind]++; w.mu.Unlock() }
@@ -116,7 +160,7 @@ const (
 
 // loadConn is one customer's connection.
 type loadConn struct {
-	ws       *websocket.Conn
+	t        loadTransport
 	wmu      sync.Mutex    // one writer at a time: the sender, or the reader leaving the queue
 	welcomed chan struct{} // closed by the reader at the welcome (or when the connection ends first)
 
@@ -148,6 +192,7 @@ func newLoadWorker(spec loadSpec, dial loadDialer) *loadWorker {
 		w.texts = append(w.texts, b)
 	}
 	w.bufs.New = func() any { return new(bytes.Buffer) }
+	w.base = selfRSS()
 	return w
 }
 
@@ -256,27 +301,25 @@ func (w *loadWorker) openOne(ctx context.Context, i int) {
 		w.fail(kind)
 		return
 	}
-	ws, resp, err := w.dial.ws(src).DialContext(ctx, wsURL(target, path), nil)
-	if err != nil {
-		kind := "dial: " + netErrorKind(err)
-		if resp != nil {
-			kind = "dial: HTTP " + strconv.Itoa(resp.StatusCode)
-		}
-		w.fail(kind)
+	welcomed := make(chan struct{})
+	c := &loadConn{welcomed: welcomed}
+	if err := w.dial.connect(ctx, w, c, src, wsURL(target, path)); err != nil {
+		w.fail("dial: " + err.Error())
 		return
 	}
-	welcomed := make(chan struct{})
-	c := &loadConn{ws: ws, welcomed: welcomed}
-	if w.spec.Bare != "" { // nothing to wait for
-		c.welcome, c.welcomed = true, nil
-		close(welcomed)
-	}
 	w.open.Add(1)
-	w.readers.Go(func() { w.read(c) })
+	if w.spec.Bare != "" { // nothing to wait for
+		c.mu.Lock()
+		if c.welcomed != nil {
+			c.welcome, c.welcomed = true, nil
+			close(welcomed)
+		}
+		c.mu.Unlock()
+	}
 	if w.spec.Bare == "" {
 		hello := fmt.Appendf(nil, `{"type":"hello","session_id":%d,"token":%q}`, sess.ID, sess.Token)
 		if err := c.write(hello); err != nil {
-			c.ws.Close()
+			c.t.close(false)
 			<-welcomed
 			w.fail("hello: " + netErrorKind(err))
 			return
@@ -285,8 +328,8 @@ func (w *loadWorker) openOne(ctx context.Context, i int) {
 	select {
 	case <-welcomed:
 	case <-time.After(30 * time.Second):
-		c.ws.Close()
-		<-welcomed // the reader closes it as it ends
+		c.t.close(false)
+		<-welcomed // closed as the connection ends
 	}
 	c.mu.Lock()
 	ok := c.welcome && c.state != connDead
@@ -358,8 +401,7 @@ func netErrorKind(err error) string {
 func (c *loadConn) write(frame []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	_ = c.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	return c.ws.WriteMessage(websocket.TextMessage, frame)
+	return c.t.write(frame)
 }
 
 // loadFrame is what the reader needs of a server frame.
@@ -388,31 +430,36 @@ type loadMessage struct {
 // customer's message with its seq before publishing the replies, whose seqs follow it (the
 // bot's messages carry no client id). So the reply to the message waiting is the first bot
 // message with a seq above its ack's, or a delta carrying its client id, whichever comes first.
-func (w *loadWorker) read(c *loadConn) {
-	var closeErr error
+func (w *loadWorker) read(c *loadConn, ws *websocket.Conn) {
 	for {
-		_, r, err := c.ws.NextReader()
+		_, r, err := ws.NextReader()
 		if err != nil {
-			closeErr = err
-			break
+			w.ended(c, err)
+			return
 		}
 		buf := w.bufs.Get().(*bytes.Buffer)
 		buf.Reset()
 		if _, err := buf.ReadFrom(r); err != nil {
 			w.bufs.Put(buf)
-			closeErr = err
-			break
+			w.ended(c, err)
+			return
 		}
 		w.handle(c, buf.Bytes())
 		if buf.Cap() <= 64<<10 {
 			w.bufs.Put(buf)
 		}
 	}
+}
+
+// ended is told, once, that c's connection has ended, and why.
+func (w *loadWorker) ended(c *loadConn, why error) {
 	c.mu.Lock()
 	c.state = connDead
 	if c.pending {
 		c.pending = false
-		w.countError("unanswered: connection ended")
+		if !w.closing.Load() {
+			w.countError("unanswered: connection ended")
+		}
 	}
 	welcomed := c.welcomed
 	c.welcomed = nil
@@ -421,15 +468,15 @@ func (w *loadWorker) read(c *loadConn) {
 		close(welcomed)
 	}
 	w.open.Add(-1)
-	c.ws.Close()
+	c.t.close(false)
 	if w.closing.Load() {
 		return
 	}
 	var ce *websocket.CloseError
-	if errors.As(closeErr, &ce) {
+	if errors.As(why, &ce) {
 		w.countError(fmt.Sprintf("closed by server: %d %s", ce.Code, ce.Text))
 	} else {
-		w.countError("connection lost: " + netErrorKind(closeErr))
+		w.countError("connection lost: " + netErrorKind(why))
 	}
 }
 
@@ -617,7 +664,7 @@ func (w *loadWorker) sendOne(c *loadConn, rng *rand.Rand) bool {
 		c.pending = false
 		c.mu.Unlock()
 		w.countError("write: " + netErrorKind(err))
-		c.ws.Close()
+		c.t.close(false)
 	}
 	return true
 }
@@ -648,11 +695,9 @@ func (w *loadWorker) sweep(active []*loadConn, done <-chan struct{}) {
 // closeAll closes every connection, as customers leaving, and waits for the readers.
 func (w *loadWorker) closeAll() {
 	w.closing.Store(true)
-	msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
 	for _, c := range w.conns {
 		if c != nil {
-			_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
-			c.ws.Close()
+			c.t.close(true)
 		}
 	}
 	w.readers.Wait()
@@ -662,7 +707,7 @@ func (w *loadWorker) closeAll() {
 func (w *loadWorker) stats(phase string) loadStats {
 	s := loadStats{Worker: w.spec.Worker, Phase: phase, Established: w.established.Load(), Failed: w.failed.Load(),
 		Open: w.open.Load(), Sent: w.sent.Load(), Replied: w.replied.Load(), Skipped: w.skipped.Load(),
-		Latency: w.latency.snapshot(), Opening: w.opening.snapshot(), RSS: selfRSS(), Goroutines: runtime.NumGoroutine()}
+		Latency: w.latency.snapshot(), Opening: w.opening.snapshot(), RSS: selfRSS(), Goroutines: runtime.NumGoroutine(), BaseRSS: w.base}
 	w.mu.Lock()
 	s.Errors = make(map[string]int64, len(w.errors))
 	for k, v := range w.errors {
@@ -687,7 +732,8 @@ type loadStats struct {
 	Opening     histSnapshot     `json:"opening"`
 	RSS         int64            `json:"rss_bytes"`
 	Goroutines  int              `json:"goroutines"`
-	Held        loadHeld         `json:"held"` // in the last snapshot: before the connections closed
+	Held        loadHeld         `json:"held"`     // in the last snapshot: before the connections closed
+	BaseRSS     int64            `json:"base_rss"` // before any connection
 }
 
 // loadHeld is a worker as it was when told to quit, its connections still open.

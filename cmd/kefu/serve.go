@@ -6,9 +6,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,16 +50,18 @@ type Main struct {
 	Config Config
 	Log    *slog.Logger
 
-	URL     string // where the server listens, once Run returns
-	cluster *localpg.Cluster
-	pool    *pgxpool.Pool
-	model   *nlu.Classifier
-	embed   retrieval.Embedder // the knowledge base's: newEmbedder's choice
-	server  *api.Server
-	http    *http.Server
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	once    sync.Once
+	URL      string // where the server listens, once Run returns
+	AdminURL string // where the admin listener (pprof, /metrics) listens; empty: none
+	cluster  *localpg.Cluster
+	pool     *pgxpool.Pool
+	model    *nlu.Classifier
+	embed    retrieval.Embedder // the knowledge base's: newEmbedder's choice
+	server   *api.Server
+	http     *http.Server
+	admin    *http.Server
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	once     sync.Once
 }
 
 func serveCmd(ctx context.Context, args []string, log *slog.Logger) error {
@@ -88,6 +92,10 @@ func serveCmd(ctx context.Context, args []string, log *slog.Logger) error {
 func (m *Main) Run(ctx context.Context) error {
 	gin.SetMode(gin.ReleaseMode)
 	cfg := m.Config
+	limits, err := cfg.limits()
+	if err != nil {
+		return err
+	}
 	pool, cluster, err := openDatabase(ctx, cfg, m.Log)
 	m.pool, m.cluster = pool, cluster // Close releases whatever was opened
 	if err != nil {
@@ -135,6 +143,7 @@ func (m *Main) Run(ctx context.Context) error {
 		m.Log.Info("knowledge answers worded by an LLM", "url", llmURL, "model", cfg.LLMModel)
 	}
 	queue := handoff.NewQueue(pool, m.Log)
+	metrics := api.NewMetrics(queue, m.Log)
 	agents := handoff.NewAgents(pool, m.Log)
 	desk := handoff.NewDesk(pool)
 	if cfg.FlowsDir == "" {
@@ -187,13 +196,15 @@ func (m *Main) Run(ctx context.Context) error {
 		Generator: generator, GenerateTimeout: cfg.LLMTimeout,
 		Vars: vars, Usage: usage.Add,
 		Related: func(key, lang string) []string { return kb.RelatedCached(key, lang, 3) },
+		Observe: metrics.Observe,
 	}, m.Log)
 	// Frames reach connections on every instance that shares the database.
 	broker, err := newBroker(ctx, cfg, pool, m.Log)
 	if err != nil {
 		return err
 	}
-	deps := api.Deps{Pool: pool, Engine: engine, Queue: queue, Agents: agents, Desk: desk, KB: kb,
+	deps := api.Deps{Pool: pool, Engine: engine, Queue: queue, Agents: agents, Desk: desk, KB: kb, Metrics: metrics, Limits: limits,
+		Ready:  m.ready,
 		Broker: broker, Log: m.Log}
 	if cfg.Demo {
 		deps.DemoShop = demoshop.New(secret, m.Log).Handler()
@@ -221,6 +232,7 @@ func (m *Main) Run(ctx context.Context) error {
 			}
 		})
 	}
+	m.serveAdmin(metrics)
 	m.Log.Info("listening", "url", m.URL)
 	return nil
 }
@@ -318,18 +330,33 @@ func (m *Main) seedDemo(ctx context.Context, kb *retrieval.Store, agents *handof
 	return nil
 }
 
-// Close stops the server (telling WebSocket clients to reconnect), the router, the pool and,
-// last, the private PostgreSQL cluster. It is safe to call more than once.
+// drainWait bounds how long Close waits for the turns in progress: a turn gives up after 30 s
+// (an LLM's answer 20 s), and an orchestrator's grace period is often 30 s.
+const drainWait = 25 * time.Second
+
+// Close stops the server, the router, the pool and, last, the private PostgreSQL cluster. The
+// server stops accepting, tells every WebSocket client to reconnect (4001: to another
+// instance, or to this one when it is back), finishes the REST requests and the turns in
+// progress, so that what a customer sent is stored and answered, and only then are the
+// pool and the models closed. It is safe to call more than once.
 func (m *Main) Close() error {
 	var err error
 	m.once.Do(func() {
 		if m.server != nil {
 			m.server.Shutdown()
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), drainWait)
 		if m.http != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			err = m.http.Shutdown(ctx)
-			cancel()
+		}
+		if m.server != nil {
+			if e := m.server.Drain(ctx); e != nil {
+				m.Log.Warn("turns still running at shutdown", "err", e)
+			}
+		}
+		cancel()
+		if m.admin != nil {
+			_ = m.admin.Close()
 		}
 		if m.cancel != nil {
 			m.cancel()
@@ -379,4 +406,46 @@ func displayAddr(a net.Addr) string {
 		return fmt.Sprintf("localhost:%d", tcp.Port)
 	}
 	return a.String()
+}
+
+// ready is what /readyz asks besides the database: the models are loaded before the server
+// listens, so they are there unless Close has begun.
+func (m *Main) ready(context.Context) error {
+	if m.model == nil || m.embed == nil {
+		return errors.New("the models are not loaded")
+	}
+	return nil
+}
+
+// serveAdmin starts the admin listener (cfg.AdminAddr): net/http/pprof under /debug/pprof/,
+// /metrics and /healthz, on an address of its own (loopback by default) so that profiles are
+// not served to the world. An address already taken (another instance on this machine) is
+// logged and skipped: the service itself does not need it.
+func (m *Main) serveAdmin(metrics *api.Metrics) {
+	addr := m.Config.AdminAddr
+	if addr == "" || addr == "off" {
+		return
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		m.Log.Warn("admin listener not started (give each instance on a machine its own -admin-addr, or -admin-addr '' for none)",
+			"addr", addr, "err", err)
+		return
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index) // the named profiles: heap, goroutine, allocs, block, mutex…
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/metrics", metrics.Handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })
+	m.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	m.AdminURL = "http://" + displayAddr(ln.Addr())
+	m.wg.Go(func() {
+		if err := m.admin.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.Log.Error("admin listener stopped", "err", err)
+		}
+	})
+	m.Log.Info("admin listener: pprof and metrics", "url", m.AdminURL)
 }

@@ -108,6 +108,12 @@ type direction struct {
 	gone     bool    // the reader closed: writes fail
 	readable chan struct{}
 	writable chan struct{}
+
+	// With Deliver: where written bytes go instead of buf, one call at a time (dmu), and
+	// what is called when the writer closes.
+	deliver func([]byte)
+	closed  func()
+	dmu     sync.Mutex
 }
 
 func newDirection() *direction {
@@ -151,13 +157,22 @@ func (d *direction) release() {
 	d.buf, d.off = nil, 0
 }
 
-// write buffers as much of p as fits and reports how much did.
+// write buffers as much of p as fits and reports how much did; with Deliver, it hands p
+// over whole.
 func (d *direction) write(p []byte) (int, error) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.gone || d.eof {
+		d.mu.Unlock()
 		return 0, io.ErrClosedPipe
 	}
+	if fn := d.deliver; fn != nil {
+		d.mu.Unlock()
+		d.dmu.Lock()
+		defer d.dmu.Unlock()
+		fn(p)
+		return len(p), nil
+	}
+	defer d.mu.Unlock()
 	if d.buf == nil {
 		if len(p) <= chunk {
 			d.buf = chunks.Get().(*[]byte)
@@ -261,8 +276,14 @@ func (c *Conn) Close() error {
 		close(c.done)
 		c.out.mu.Lock()
 		c.out.eof = true
+		closed := c.out.closed
 		c.out.mu.Unlock()
 		signal(c.out.readable)
+		if closed != nil {
+			c.out.dmu.Lock() // after the deliveries under way
+			closed()
+			c.out.dmu.Unlock()
+		}
 		c.in.mu.Lock()
 		c.in.gone = true
 		if c.in.buf != nil {
@@ -274,6 +295,33 @@ func (c *Conn) Close() error {
 		c.wd.set(time.Time{})
 	})
 	return nil
+}
+
+// Deliver hands what the other end writes to fn, in the writer's goroutine as it writes,
+// instead of keeping it for Read: a client that reacts to what it receives needs no
+// goroutine of its own waiting in Read. Bytes already buffered go first. Calls are one at a
+// time; fn must not keep p, and must not wait for the other end to read. closed is called
+// once the other end has closed. Read must not be used afterwards.
+func (c *Conn) Deliver(fn func(p []byte), closed func()) {
+	d := c.in
+	d.dmu.Lock()
+	defer d.dmu.Unlock()
+	d.mu.Lock()
+	var pending []byte
+	if d.buf != nil {
+		pending = append(pending, (*d.buf)[d.off:]...)
+		d.release()
+	}
+	d.deliver, d.closed = fn, closed
+	eof := d.eof
+	d.mu.Unlock()
+	signal(d.writable)
+	if len(pending) > 0 {
+		fn(pending)
+	}
+	if eof {
+		closed()
+	}
 }
 
 // LocalAddr is this end's address.

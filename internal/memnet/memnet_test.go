@@ -86,3 +86,30 @@ func TestHTTPServer(t *testing.T) {
 		t.Fatalf("dial after close: %v", err)
 	}
 }
+
+func TestDeliver(t *testing.T) {
+	a, b := Pipe(nil, nil)
+	if _, err := a.Write([]byte("early ")); err != nil {
+		t.Fatal(err)
+	}
+	var got bytes.Buffer
+	ended := make(chan struct{})
+	b.Deliver(func(p []byte) { got.Write(p) }, func() { close(ended) })
+	for _, s := range []string{"and ", "late"} {
+		if _, err := a.Write([]byte(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a.Close()
+	select {
+	case <-ended:
+	case <-time.After(time.Second):
+		t.Fatal("closed was not called")
+	}
+	if got.String() != "early and late" {
+		t.Fatalf("delivered %q", got.String())
+	}
+	if _, err := b.Write([]byte("x")); err == nil {
+		t.Fatal("a write to a closed peer succeeded")
+	}
+}
