@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"runtime/debug"
 	"sync"
@@ -148,7 +149,8 @@ func (c *conn) readLoop(ctx context.Context, handle func(context.Context, []byte
 	_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
 	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
 	for {
-		_, data, err := c.ws.ReadMessage()
+		// The loop waits here, for the next frame's header; the frame itself is read apart.
+		_, r, err := c.ws.NextReader()
 		if err != nil {
 			return
 		}
@@ -157,40 +159,54 @@ func (c *conn) readLoop(ctx context.Context, handle func(context.Context, []byte
 		if c.closing() {
 			return
 		}
-		if !c.limit.Allow() {
+		if !c.limit.Allow() { // the next NextReader skips what is left of this frame
 			c.sendError(kefu.Errorf("api.read", kefu.RateLimited, "too many messages: slow down"), nil)
 			continue
 		}
 		if !c.flight.enter() {
 			return // the server is draining: no new work
 		}
-		err = c.handleApart(ctx, handle, data)
+		ok, err := c.handleApart(ctx, handle, r)
 		c.flight.leave()
+		if !ok {
+			return // the frame could not be read: the connection is gone, or it was too large (1009)
+		}
 		if err != nil {
 			c.sendError(err, nil)
 		}
 	}
 }
 
-// handleApart runs handle on a goroutine of its own and waits for it. A frame's work (a
-// hello's queries, a turn through the model and the database) grows a goroutine's stack to
-// tens of KB, which Go gives back only slowly; done apart, it leaves the read loop's stack
-// small for the connection's idle life, and the deep one goes when the frame is done. A
-// panic is the frame's error, not the process's end.
-func (c *conn) handleApart(ctx context.Context, handle func(context.Context, []byte) error, data []byte) error {
-	done := make(chan error, 1)
+// handleApart reads a frame and runs handle on it on a goroutine of its own, and waits for
+// it; ok is false when the frame could not be read. A frame's work (inflating it when the
+// client compresses, a hello's queries, a turn through the model and the database) grows a
+// goroutine's stack to tens of KB, which Go gives back only slowly; done apart, it leaves
+// the read loop's stack small for the connection's idle life, and the deep one goes with
+// the frame. A panic is the frame's error, not the process's end.
+func (c *conn) handleApart(ctx context.Context, handle func(context.Context, []byte) error, r io.Reader) (ok bool, err error) {
+	type result struct {
+		err error
+		ok  bool
+	}
+	done := make(chan result, 1)
 	go func() {
 		defer func() {
 			if p := recover(); p != nil {
 				if c.log != nil {
 					c.log.ErrorContext(ctx, "a frame's handler panicked", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 				}
-				done <- kefu.Errorf("api.read", kefu.Internal, "internal error")
+				done <- result{kefu.Errorf("api.read", kefu.Internal, "internal error"), true}
 			}
 		}()
-		done <- handle(ctx, data)
+		data, err := io.ReadAll(r)
+		if err != nil {
+			done <- result{nil, false}
+			return
+		}
+		done <- result{handle(ctx, data), true}
 	}()
-	return <-done
+	res := <-done
+	return res.ok, res.err
 }
 
 func (c *conn) writeLoop() {

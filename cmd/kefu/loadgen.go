@@ -84,7 +84,7 @@ type LoadReport struct {
 	ReplyMs     LoadLatency      `json:"reply_latency_ms"`
 	Errors      map[string]int64 `json:"errors"`
 	Server      LoadServer       `json:"server"`
-	Generator   LoadGenerator    `json:"generator"`
+	Generator   *LoadGenerator   `json:"generator,omitempty"`
 }
 
 // LoadConnections counts the connections: asked for, opened (welcomed), failed to open,
@@ -106,6 +106,8 @@ type LoadMessages struct {
 	Replied    int64   `json:"replied"`
 	Unanswered int64   `json:"unanswered"`
 	Skipped    int64   `json:"skipped"`
+	WarmSent   int64   `json:"warmup_sent,omitempty"` // sent and replied during -warmup: in no other figure
+	WarmReply  int64   `json:"warmup_replied,omitempty"`
 	Rate       float64 `json:"rate_target"`
 	Achieved   float64 `json:"rate_achieved"`
 	Seconds    float64 `json:"seconds"`
@@ -127,8 +129,8 @@ func latencyOfHist(h histSnapshot) LoadLatency {
 
 // LoadServer is the server's memory and goroutines before the connections, once they are
 // open and idle, and at the end (still open, after the messages), summed over the targets;
-// per connection is (idle − before) / connections open. In-process, the process is the
-// server and the generator together.
+// per connection is (idle − before) / connections established, and at the end (end −
+// before) / connections. In-process, the process is the server and the generator together.
 type LoadServer struct {
 	Before                  LoadSample   `json:"before"`
 	Idle                    LoadSample   `json:"idle"`
@@ -185,11 +187,13 @@ func loadgenCmd(ctx context.Context, args []string, log *slog.Logger) error {
 	ramp := fs.Float64("ramp", 1000, "connections opened per second in total (0: as fast as -concurrency allows)")
 	conc := fs.Int("concurrency", 128, "connections being opened at once, in total")
 	hold := fs.Duration("hold", 10*time.Second, "how long the connections stay idle once open, before the idle reading and the messages")
-	dur := fs.Duration("duration", 30*time.Second, "how long messages are sent (0: none, an idle run)")
+	dur := fs.Duration("duration", 30*time.Second, "how long messages are sent and measured (0: none, an idle run)")
+	warmup := fs.Duration("warmup", 0, "how long messages are sent before -duration, left out of the figures (a fresh server's caches and database connections warm up)")
 	replyTimeout := fs.Duration("reply-timeout", 30*time.Second, "a message without a reply after this counts as unanswered")
 	metrics := fs.String("metrics", "", "the servers' Prometheus endpoints, separated by commas (default: each target's /metrics; off: none)")
 	inProcess := fs.Bool("in-process", false, "run the server in this process and connect to it over in-memory connections (the server flags below apply)")
 	utterFile := fs.String("utterances", "", "file of customer messages, one a line (default: built-in Chinese and English ones)")
+	compress := fs.Bool("compress", false, "offer permessage-deflate, as browsers do (the server compresses what it sends)")
 	bare := fs.String("bare", "", "open plain WebSockets on this path (no session, no hello, no messages): for a baseline against -echo")
 	echo := fs.String("echo", "", "run a bare gorilla/websocket echo server on this address, with /metrics, as the baseline to compare with")
 	memProfile := fs.String("memprofile", "", "with -in-process: write a heap profile to this file when the connections are open and idle")
@@ -214,8 +218,8 @@ func loadgenCmd(ctx context.Context, args []string, log *slog.Logger) error {
 			return err
 		}
 	}
-	o := loadRun{n: *n, active: *active, rate: *rate, poisson: *pace == "poisson", ramp: *ramp, hold: *hold, duration: *dur,
-		replyTimeout: *replyTimeout, concurrency: *conc, bare: *bare, utterances: utterances, memProfile: *memProfile, log: log}
+	o := loadRun{n: *n, active: *active, rate: *rate, poisson: *pace == "poisson", ramp: *ramp, hold: *hold, duration: *dur, warmup: *warmup,
+		replyTimeout: *replyTimeout, concurrency: *conc, bare: *bare, compress: *compress, utterances: utterances, memProfile: *memProfile, log: log}
 	for t := range strings.SplitSeq(*targets, ",") {
 		if t = strings.TrimRight(strings.TrimSpace(t), "/"); t != "" {
 			o.targets = append(o.targets, t)
@@ -268,6 +272,9 @@ func bindServerFlags(fs *flag.FlagSet, cfg *Config) {
 	if f := sfs.Lookup("addr"); f != nil { // its TCP listener serves flows' webhooks only
 		cfg.Addr, f.DefValue = "127.0.0.1:0", "127.0.0.1:0"
 	}
+	if f := sfs.Lookup("admin-addr"); f != nil { // not the port of a server running beside it
+		cfg.AdminAddr, f.DefValue = "", ""
+	}
 	sfs.VisitAll(func(f *flag.Flag) {
 		if fs.Lookup(f.Name) == nil {
 			fs.Var(f.Value, f.Name, "in-process server: "+f.Usage)
@@ -313,14 +320,17 @@ type loadRun struct {
 	active, rate, ramp float64
 	poisson            bool
 	hold, duration     time.Duration
+	warmup             time.Duration
 	replyTimeout       time.Duration
 	concurrency        int
 	bare               string
+	compress           bool
 	utterances         []string
 	memProfile         string
 	log                *slog.Logger
 
-	childEnv []string // extra environment for worker processes (tests)
+	childEnv []string  // extra environment for worker processes (tests)
+	out      io.Writer // the progress lines; nil: stderr
 	sample   func() []LoadSample
 	dialer   loadDialer // in-process: the workers share the memory dialer
 }
@@ -338,7 +348,7 @@ func (o *loadRun) specs() []loadSpec {
 		out = append(out, loadSpec{Worker: i, Conns: conns, First: first, Targets: o.targets, Sources: o.sources,
 			Active: o.active, Rate: o.rate * share, Poisson: o.poisson, Ramp: o.ramp * share,
 			Concurrency: max(1, int(math.Round(float64(o.concurrency)*share))), ReplyTimeout: o.replyTimeout,
-			Duration: o.duration, Bare: o.bare, Utterances: o.utterances})
+			Duration: o.duration, Warmup: o.warmup, Bare: o.bare, Compress: o.compress, Utterances: o.utterances})
 		first += conns
 	}
 	return out
@@ -443,7 +453,7 @@ func (o *loadRun) run(ctx context.Context) (LoadReport, error) {
 				broadcast("quit")
 			}
 		case <-interrupted:
-			interrupted = nil
+			interrupted, holdTimer = nil, nil
 			rep.Interrupted = true
 			if end == nil {
 				end = o.sample()
@@ -481,7 +491,7 @@ func (o *loadRun) run(ctx context.Context) (LoadReport, error) {
 		rep.Connections.Seconds = round4(opened.Sub(start).Seconds())
 	}
 	if !sendStart.IsZero() && !sendEnd.IsZero() {
-		rep.Messages.Seconds = round4(sendEnd.Sub(sendStart).Seconds())
+		rep.Messages.Seconds = round4(sendEnd.Sub(sendStart).Seconds() - o.warmup.Seconds())
 		rep.Messages.Achieved = round4(float64(rep.Messages.Sent) / min(o.duration.Seconds(), rep.Messages.Seconds))
 	}
 	return rep, nil
@@ -501,6 +511,8 @@ func (o *loadRun) fill(rep *LoadReport, latest []loadStats, before, idle, end []
 		rep.Messages.Sent += s.Sent
 		rep.Messages.Replied += s.Replied
 		rep.Messages.Skipped += s.Skipped
+		rep.Messages.WarmSent += s.WarmSent
+		rep.Messages.WarmReply += s.WarmReplied
 		for k, v := range s.Errors {
 			rep.Errors[k] += v
 		}
@@ -543,9 +555,10 @@ func (o *loadRun) fill(rep *LoadReport, latest []loadStats, before, idle, end []
 		srv.GoroutinesPerConnection = round4(float64(srv.Idle.Goroutines-srv.Before.Goroutines) / conns)
 	}
 	if o.dialer != nil {
-		srv.Note = "in-process: the process is the server and the generator together; the generator has one goroutine per connection (its reader)"
+		srv.Note = "in-process: the process is the server and the generator together; the generator's connections have no goroutine (the server's writes are parsed as they are made) and about 2.5 KB of heap each"
 		return
 	}
+	rep.Generator = &LoadGenerator{}
 	var base int64
 	for _, s := range latest {
 		rep.Generator.RSS += s.Held.RSS
@@ -559,7 +572,7 @@ func (o *loadRun) fill(rep *LoadReport, latest []loadStats, before, idle, end []
 
 // progress prints one line to stderr.
 func (o *loadRun) progress(elapsed time.Duration, latest []loadStats, phase string) {
-	var est, failed, open, sent, replied, skipped, errs int64
+	var est, failed, open, sent, replied, skipped, errs, warm int64
 	var lat histSnapshot
 	var rss int64
 	for _, s := range latest {
@@ -569,6 +582,7 @@ func (o *loadRun) progress(elapsed time.Duration, latest []loadStats, phase stri
 		sent += s.Sent
 		replied += s.Replied
 		skipped += s.Skipped
+		warm += s.WarmSent
 		for _, v := range s.Errors {
 			errs += v
 		}
@@ -577,12 +591,19 @@ func (o *loadRun) progress(elapsed time.Duration, latest []loadStats, phase stri
 	}
 	line := fmt.Sprintf("loadgen %5.0fs %-8s conns %d/%d open (%d established, %d failed) | msgs %d sent, %d replied, %d skipped | reply p50 %.1fms p99 %.1fms | errors %d",
 		elapsed.Seconds(), phase, open, o.n, est, failed, sent, replied, skipped, lat.quantile(0.5), lat.quantile(0.99), errs)
+	if warm > 0 {
+		line += fmt.Sprintf(" | warm-up %d sent", warm)
+	}
 	if o.dialer != nil {
 		line += fmt.Sprintf(" | process rss %s, %d goroutines", mib(selfRSS()), runtime.NumGoroutine())
 	} else {
 		line += " | generator rss " + mib(rss)
 	}
-	fmt.Fprintln(os.Stderr, line)
+	out := o.out
+	if out == nil {
+		out = os.Stderr
+	}
+	fmt.Fprintln(out, line)
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.0fMiB", float64(b)/(1<<20)) }
@@ -593,7 +614,7 @@ func (o *loadRun) startWorker(ctx context.Context, spec loadSpec, updates chan<-
 	if o.procs == 1 || o.dialer != nil {
 		dial := o.dialer
 		if dial == nil {
-			dial = newTCPDialer(spec.Sources, spec.Concurrency)
+			dial = newTCPDialer(spec)
 		}
 		w := newLoadWorker(spec, dial)
 		cmds := make(chan string, 4)
@@ -673,7 +694,7 @@ func loadWorkerMain(ctx context.Context, specJSON string) error {
 	}()
 	var mu sync.Mutex
 	enc := json.NewEncoder(os.Stdout)
-	w := newLoadWorker(spec, newTCPDialer(spec.Sources, spec.Concurrency))
+	w := newLoadWorker(spec, newTCPDialer(spec))
 	w.run(ctx, cmds, func(s loadStats) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -751,7 +772,7 @@ func (o *loadRun) runInProcess(ctx context.Context, cfg Config) (LoadReport, err
 	srv := &http.Server{Handler: m.http.Handler, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
-	o.dialer = newMemDialer(ln, o.concurrency)
+	o.dialer = newMemDialer(ln, o.concurrency, o.compress)
 	// The server loads the Chinese dictionary in the background; the baseline has it, and not
 	// the start-up's garbage (loading the models, seeding).
 	retrieval.WarmLexical()

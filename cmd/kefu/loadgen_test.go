@@ -1,18 +1,25 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
 	"math"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
+
+	"github.com/kefu-dev/kefu/internal/memnet"
 	"github.com/kefu-dev/kefu/internal/pgtest"
 	"github.com/kefu-dev/kefu/nlu"
 )
 
 // TestLoadgen runs kefu loadgen against the whole server over real sockets: 200 customers
 // from two source addresses, held by two worker processes (the test binary re-executed, see
-// TestMain), a tenth of them sending 20 messages a second for a few seconds. Every
+// TestMain), a tenth of them sending 20 messages a second in all for a few seconds. Every
 // connection opens, every message gets the bot's reply, nothing fails, and the server's
 // memory is read from its metrics.
 func TestLoadgen(t *testing.T) {
@@ -23,7 +30,7 @@ func TestLoadgen(t *testing.T) {
 	o := &loadRun{n: 200, targets: []string{m.URL}, metrics: []string{m.URL + "/metrics"}, sources: 2, procs: 2,
 		active: 0.1, rate: 20, poisson: true, ramp: 400, concurrency: 32, hold: time.Second, duration: 4 * time.Second,
 		replyTimeout: 10 * time.Second, utterances: loadUtterances, log: slog.New(slog.NewTextHandler(t.Output(), nil)),
-		childEnv: []string{"KEFU_TEST_RUN_MAIN=1", "KEFU_LOG_LEVEL=WARN"}}
+		childEnv: []string{"KEFU_TEST_RUN_MAIN=1", "KEFU_LOG_LEVEL=WARN"}, out: t.Output()}
 	rep, err := o.run(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +39,7 @@ func TestLoadgen(t *testing.T) {
 	if rep.Server.Before.RSS == 0 || rep.Server.Idle.Goroutines <= rep.Server.Before.Goroutines {
 		t.Errorf("server figures not read: %+v", rep.Server)
 	}
-	if rep.Generator.RSS == 0 {
+	if rep.Generator == nil || rep.Generator.RSS == 0 {
 		t.Errorf("the workers' memory was not reported: %+v", rep.Generator)
 	}
 }
@@ -49,7 +56,7 @@ func TestLoadgenInProcess(t *testing.T) {
 		Demo: true, KBThreshold: 0.6, EscalateAfter: 2, RouteInterval: 200 * time.Millisecond, DemoPassword: "demo-password"}
 	o := &loadRun{n: 2000, sources: 4, active: 0.05, rate: 50, poisson: true, ramp: 2000, concurrency: 64,
 		hold: time.Second, duration: 4 * time.Second, replyTimeout: 10 * time.Second, utterances: loadUtterances,
-		log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
+		log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})), out: t.Output()}
 	rep, err := o.runInProcess(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -103,5 +110,93 @@ func TestLoadHist(t *testing.T) {
 	}
 	if s.count() != 1000 {
 		t.Errorf("count %d", s.count())
+	}
+}
+
+// TestMemWS: the in-memory client reads what a gorilla/websocket server writes (small,
+// fragmented and compressed messages, pings), writes frames the server reads, and reports
+// the server's close code.
+func TestMemWS(t *testing.T) {
+	for _, compress := range []bool{false, true} {
+		t.Run(fmt.Sprintf("compress=%v", compress), func(t *testing.T) {
+			ln, err := memnet.Listen("127.0.0.1:80")
+			if err != nil {
+				t.Fatal(err)
+			}
+			big := strings.Repeat("回复 reply ", 2000) // more than a write buffer: several frames
+			pongs := make(chan string, 1)
+			up := websocket.Upgrader{EnableCompression: true, WriteBufferSize: 1024}
+			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				ws, err := up.Upgrade(w, r, nil)
+				if err != nil {
+					return
+				}
+				defer ws.Close()
+				ponged := make(chan struct{})
+				ws.SetPongHandler(func(s string) error { pongs <- s; close(ponged); return nil })
+				_, got, err := ws.ReadMessage()
+				if err != nil {
+					return
+				}
+				_ = ws.WriteMessage(websocket.TextMessage, append([]byte("echo "), got...))
+				_ = ws.WriteMessage(websocket.TextMessage, []byte(big))
+				_ = ws.WriteControl(websocket.PingMessage, []byte("p1"), time.Now().Add(time.Second))
+				go func() {
+					for {
+						if _, _, err := ws.ReadMessage(); err != nil { // the pong is handled within
+							return
+						}
+					}
+				}()
+				<-ponged
+				_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4008, "too slow"), time.Now().Add(time.Second))
+				time.Sleep(100 * time.Millisecond)
+			})}
+			go srv.Serve(ln)
+			defer srv.Close()
+
+			got := make(chan string, 4)
+			ended := make(chan error, 1)
+			nc, err := ln.Dial(t.Context(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := &memWS{conn: nc.(*memnet.Conn), upgraded: make(chan error, 1),
+				onFrame: func(b []byte) { got <- string(b) }, onEnd: func(err error) { ended <- err }}
+			m.conn.Deliver(m.feed, m.peerClosed)
+			if err := m.handshake(t.Context(), "/ws", compress); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.write([]byte("你好")); err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{"echo 你好", big} {
+				select {
+				case s := <-got:
+					if s != want {
+						t.Fatalf("got %d bytes %.40q…, want %d bytes %.40q…", len(s), s, len(want), want)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatal("no message")
+				}
+			}
+			select {
+			case p := <-pongs:
+				if p != "p1" {
+					t.Fatalf("pong %q", p)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("no pong")
+			}
+			select {
+			case err := <-ended:
+				var ce *websocket.CloseError
+				if !errors.As(err, &ce) || ce.Code != 4008 || ce.Text != "too slow" {
+					t.Fatalf("ended with %v, want the server's close 4008", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the end of the connection was not reported")
+			}
+		})
 	}
 }

@@ -40,6 +40,8 @@ type loadWorker struct {
 
 	established, failed, open atomic.Int64
 	sent, replied, skipped    atomic.Int64
+	warmSent, warmReplied     atomic.Int64 // during the warm-up
+	measureFrom               atomic.Int64 // worker clock: messages sent before are the warm-up's
 	latency, opening          loadHist
 	closing                   atomic.Bool // the worker is closing its connections: reads that end are no errors
 	readers                   sync.WaitGroup
@@ -63,7 +65,9 @@ type loadSpec struct {
 	Concurrency  int           `json:"concurrency"`
 	ReplyTimeout time.Duration `json:"reply_timeout"`
 	Duration     time.Duration `json:"duration"`
-	Bare         string        `json:"bare,omitempty"` // a path to open plain WebSockets on, without sessions
+	Warmup       time.Duration `json:"warmup"`             // sending before Duration, left out of the figures
+	Bare         string        `json:"bare,omitempty"`     // a path to open plain WebSockets on, without sessions
+	Compress     bool          `json:"compress,omitempty"` // offer permessage-deflate, as browsers do
 	Utterances   []string      `json:"utterances"`
 }
 
@@ -91,7 +95,8 @@ type tcpDialer struct {
 	dialers []*websocket.Dialer
 }
 
-func newTCPDialer(sources, concurrency int) *tcpDialer {
+func newTCPDialer(spec loadSpec) *tcpDialer {
+	sources, concurrency := spec.Sources, spec.Concurrency
 	pool := &sync.Pool{}
 	d := &tcpDialer{client: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		MaxIdleConnsPerHost: concurrency, IdleConnTimeout: 30 * time.Second,
@@ -99,7 +104,8 @@ func newTCPDialer(sources, concurrency int) *tcpDialer {
 	for i := range max(sources, 1) {
 		nd := &net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(1+i))}}
 		d.dialers = append(d.dialers, &websocket.Dialer{NetDialContext: nd.DialContext, HandshakeTimeout: 10 * time.Second,
-			ReadBufferSize: loadReadBuffer, WriteBufferSize: loadWriteBuffer, WriteBufferPool: pool})
+			ReadBufferSize: loadReadBuffer, WriteBufferSize: loadWriteBuffer, WriteBufferPool: pool,
+			EnableCompression: spec.Compress})
 	}
 	return d
 }
@@ -174,7 +180,8 @@ type loadConn struct {
 	sentAt            int64
 	ackSeq            int64
 	earlySeq, earlyAt int64
-	n                 int // messages sent
+	warm              bool // sent during the warm-up
+	n                 int  // messages sent
 }
 
 const (
@@ -225,25 +232,34 @@ func (w *loadWorker) run(ctx context.Context, cmds <-chan string, report func(lo
 		s.Held = held
 		report(s)
 	}
+	// "quit" (or the end of the commands, or ctx) stops whatever is under way.
+	ctx, quit := context.WithCancel(ctx)
+	defer quit()
+	start := make(chan struct{}, 1)
+	go func() {
+		defer quit()
+		for cmd := range cmds {
+			switch cmd {
+			case "go":
+				start <- struct{}{}
+			case "quit":
+				return
+			}
+		}
+	}()
 	w.openAll(ctx)
 	phase.Store("opened")
 	report(w.stats("opened"))
 	for {
-		var cmd string
-		var ok bool
 		select {
-		case cmd, ok = <-cmds:
-		case <-ctx.Done():
-		}
-		if !ok || cmd == "quit" {
-			finish()
-			return
-		}
-		if cmd == "go" {
+		case <-start:
 			phase.Store("sending")
 			w.send(ctx)
 			phase.Store("sent")
 			report(w.stats("sent"))
+		case <-ctx.Done():
+			finish()
+			return
 		}
 	}
 }
@@ -554,6 +570,10 @@ func (w *loadWorker) handle(c *loadConn, data []byte) {
 // answered records the reply to c's message waiting (under c.mu); at is on the worker clock.
 func (w *loadWorker) answered(c *loadConn, at int64) {
 	c.pending = false
+	if c.warm {
+		w.warmReplied.Add(1)
+		return
+	}
 	w.latency.record(time.Duration(at - c.sentAt))
 	w.replied.Add(1)
 }
@@ -580,7 +600,8 @@ func (w *loadWorker) send(ctx context.Context) {
 	}
 	rng := rand.New(rand.NewPCG(uint64(w.spec.Worker)+1, uint64(time.Now().UnixNano())))
 	begin := time.Now()
-	end := begin.Add(w.spec.Duration)
+	end := begin.Add(w.spec.Warmup + w.spec.Duration)
+	w.measureFrom.Store(w.now() + int64(w.spec.Warmup))
 	next := begin
 	cursor := 0
 	interval := float64(time.Second) / w.spec.Rate
@@ -603,7 +624,7 @@ func (w *loadWorker) send(ctx context.Context) {
 			// More than a second behind (the machine is overloaded): drop what is overdue
 			// rather than send it in a burst.
 			missed := int64(-d / time.Duration(interval))
-			w.skipped.Add(missed)
+			w.skip(missed)
 			next = next.Add(time.Duration(float64(missed) * interval))
 			continue
 		}
@@ -617,7 +638,7 @@ func (w *loadWorker) send(ctx context.Context) {
 			}
 		}
 		if !sent {
-			w.skipped.Add(1)
+			w.skip(1)
 		}
 	}
 	// The last replies, or the sweeper's verdict on them.
@@ -639,6 +660,13 @@ func (w *loadWorker) send(ctx context.Context) {
 	}
 }
 
+// skip counts messages not sent, after the warm-up.
+func (w *loadWorker) skip(n int64) {
+	if w.now() >= w.measureFrom.Load() {
+		w.skipped.Add(n)
+	}
+}
+
 // sendOne sends a message on c if it is free.
 func (w *loadWorker) sendOne(c *loadConn, rng *rand.Rand) bool {
 	c.mu.Lock()
@@ -657,8 +685,13 @@ func (w *loadWorker) sendOne(c *loadConn, rng *rand.Rand) bool {
 	frame = append(frame, text...)
 	frame = append(frame, '}')
 	c.sentAt = w.now()
+	c.warm = c.sentAt < w.measureFrom.Load()
 	c.mu.Unlock()
-	w.sent.Add(1)
+	if c.warm {
+		w.warmSent.Add(1)
+	} else {
+		w.sent.Add(1)
+	}
 	if err := c.write(frame); err != nil {
 		c.mu.Lock()
 		c.pending = false
@@ -707,6 +740,7 @@ func (w *loadWorker) closeAll() {
 func (w *loadWorker) stats(phase string) loadStats {
 	s := loadStats{Worker: w.spec.Worker, Phase: phase, Established: w.established.Load(), Failed: w.failed.Load(),
 		Open: w.open.Load(), Sent: w.sent.Load(), Replied: w.replied.Load(), Skipped: w.skipped.Load(),
+		WarmSent: w.warmSent.Load(), WarmReplied: w.warmReplied.Load(),
 		Latency: w.latency.snapshot(), Opening: w.opening.snapshot(), RSS: selfRSS(), Goroutines: runtime.NumGoroutine(), BaseRSS: w.base}
 	w.mu.Lock()
 	s.Errors = make(map[string]int64, len(w.errors))
@@ -727,6 +761,8 @@ type loadStats struct {
 	Sent        int64            `json:"sent"`
 	Replied     int64            `json:"replied"`
 	Skipped     int64            `json:"skipped"`
+	WarmSent    int64            `json:"warm_sent"`
+	WarmReplied int64            `json:"warm_replied"`
 	Errors      map[string]int64 `json:"errors"`
 	Latency     histSnapshot     `json:"latency"`
 	Opening     histSnapshot     `json:"opening"`
