@@ -25,8 +25,8 @@ const (
 	frameRate  = 5  // frames per second a connection may send on average…
 	frameBurst = 20 // …and in a burst
 	// readBuffer is gorilla's read buffer, which every connection keeps for its life; frames
-	// larger than it are read in several pieces. Write buffers come from a pool (writeBuffers)
-	// and are held only while a frame is written.
+	// larger than it are read in several pieces. Write buffers of writeBuffer bytes come from
+	// the upgrader's pool and are held only while a frame is written.
 	readBuffer  = 1 << 10
 	writeBuffer = 4 << 10
 	// compressMin is the smallest frame compressed when the client negotiated
@@ -66,7 +66,8 @@ func (r closeReason) label() string {
 // conn is one WebSocket connection: readLoop alone reads, writeLoop alone writes, and a full
 // queue closes this connection, never blocking the sender. While idle it holds two
 // goroutines with small stacks, gorilla's read buffer (readBuffer) and its send queue; a
-// frame is handled on a goroutine of its own (see readLoop), and write buffers are pooled.
+// frame is read and handled on a goroutine of its own (handleApart), and write buffers are
+// pooled.
 type conn struct {
 	ws     *websocket.Conn
 	send   chan []byte // never closed, so a late Enqueue cannot panic
@@ -212,7 +213,7 @@ func (c *conn) handleApart(ctx context.Context, handle func(context.Context, []b
 func (c *conn) writeLoop() {
 	ping := time.NewTicker(pongWait * 9 / 10)
 	defer ping.Stop()
-	defer c.ws.Close() // makes ReadMessage fail, which ends the read loop
+	defer c.ws.Close() // makes NextReader fail, which ends the read loop
 	for {
 		select {
 		case frame := <-c.send:

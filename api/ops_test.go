@@ -392,6 +392,18 @@ func TestCompression(t *testing.T) {
 			t.Fatalf("extensions %q for a client that offered none", ext)
 		}
 	})
+
+	t.Run("WebSocketNoDeflate", func(t *testing.T) {
+		_, plain := serveBare(t, Deps{NoDeflate: true})
+		ws, res, err := (&websocket.Dialer{EnableCompression: true}).Dial(wsURL(plain, "/ws/customer"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		if ext := res.Header.Get("Sec-WebSocket-Extensions"); ext != "" {
+			t.Fatalf("extensions %q with NoDeflate", ext)
+		}
+	})
 }
 
 type countingConn struct {

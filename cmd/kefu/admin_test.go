@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"io"
 	"log/slog"
 	"net/http"
@@ -70,6 +71,24 @@ func TestConfigLimits(t *testing.T) {
 	for _, bad := range []Config{{IPExempt: "localhost"}, {TrustedProxies: "10.0.0.0/33"}} {
 		if _, err := bad.limits(); err == nil || !strings.Contains(err.Error(), "-") {
 			t.Errorf("limits of %+v = %v, want an error naming the flag", bad, err)
+		}
+	}
+}
+
+func TestDeflateFlag(t *testing.T) {
+	t.Setenv("KEFU_WS_DEFLATE", "")
+	for _, tt := range []struct {
+		args []string
+		want bool // WSNoDeflate
+	}{{nil, false}, {[]string{"-ws-deflate"}, false}, {[]string{"-ws-deflate=false"}, true}, {[]string{"-ws-deflate=true"}, false}} {
+		var c Config
+		fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+		c.bindFlags(fs)
+		if err := fs.Parse(tt.args); err != nil {
+			t.Fatal(err)
+		}
+		if c.WSNoDeflate != tt.want {
+			t.Errorf("%v: WSNoDeflate %v, want %v", tt.args, c.WSNoDeflate, tt.want)
 		}
 	}
 }

@@ -36,6 +36,7 @@ type Config struct {
 	Broker        string        // -broker, KEFU_BROKER: postgres, nats or memory (one instance); how frames reach other instances
 	NATSURL       string        // -nats-url, KEFU_NATS_URL: the NATS server(s) of -broker nats
 	AdminAddr     string        // -admin-addr, KEFU_ADMIN_ADDR: pprof and /metrics; empty: none
+	WSNoDeflate   bool          // -ws-deflate=false, KEFU_WS_DEFLATE=false: no permessage-deflate (the zero value keeps it on)
 	// Per-address limits (api.IPLimits); 0 turns one off.
 	IPMaxConns     int     // -ip-max-conns, KEFU_IP_MAX_CONNS: WebSocket connections open at once per address
 	IPConnRate     float64 // -ip-conn-rate, KEFU_IP_CONN_RATE: new WebSocket connections per second per address
@@ -131,7 +132,9 @@ func (c *Config) bindFlags(fs *flag.FlagSet) {
 	c.WebhookSecret = os.Getenv("KEFU_WEBHOOK_SECRET")
 	fs.StringVar(&c.Broker, "broker", envOr("KEFU_BROKER", "postgres"), "how frames reach the other instances: postgres (LISTEN/NOTIFY on the database), nats (-nats-url) or memory (a single instance)")
 	fs.StringVar(&c.NATSURL, "nats-url", envOr("KEFU_NATS_URL", "nats://127.0.0.1:4222"), "NATS server(s) for -broker nats, separated by commas")
-	fs.StringVar(&c.AdminAddr, "admin-addr", envOr("KEFU_ADMIN_ADDR", "127.0.0.1:6060"), "admin listener: pprof under /debug/pprof/ and /metrics (empty: none; each instance on a machine needs its own)")
+	fs.StringVar(&c.AdminAddr, "admin-addr", envOr("KEFU_ADMIN_ADDR", "127.0.0.1:6060"), "admin listener: pprof under /debug/pprof/ and /metrics (empty or off: none; each instance on a machine needs its own)")
+	c.WSNoDeflate = !envBool("KEFU_WS_DEFLATE", true)
+	fs.Var(notBool{&c.WSNoDeflate}, "ws-deflate", "compress WebSocket frames of 512 bytes or more (permessage-deflate) when the client offers it; a client that compresses its own frames then costs about 4 KB more while idle")
 	fs.IntVar(&c.IPMaxConns, "ip-max-conns", envInt("KEFU_IP_MAX_CONNS", 200), "WebSocket connections one client address may hold open at once (0: no cap)")
 	fs.Float64Var(&c.IPConnRate, "ip-conn-rate", envFloat("KEFU_IP_CONN_RATE", 10), "new WebSocket connections per second one client address may open, in bursts of twice as many (0: no limit)")
 	fs.Float64Var(&c.IPRequestRate, "ip-request-rate", envFloat("KEFU_IP_REQUEST_RATE", 20), "HTTP requests per second one client address may make, in bursts of twice as many (0: no limit)")
@@ -181,3 +184,25 @@ func (c Config) limits() (api.IPLimits, error) {
 	return api.IPLimits{MaxConns: c.IPMaxConns, ConnRate: c.IPConnRate, RequestRate: c.IPRequestRate,
 		Exempt: exempt, TrustedProxies: proxies}, nil
 }
+
+// notBool is a boolean flag stored negated, so that a Config's zero value keeps what the
+// flag turns on by default.
+type notBool struct{ p *bool }
+
+func (n notBool) String() string {
+	if n.p == nil {
+		return ""
+	}
+	return strconv.FormatBool(!*n.p)
+}
+
+func (n notBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	*n.p = !v
+	return nil
+}
+
+func (n notBool) IsBoolFlag() bool { return true }

@@ -203,9 +203,8 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	deps := api.Deps{Pool: pool, Engine: engine, Queue: queue, Agents: agents, Desk: desk, KB: kb, Metrics: metrics, Limits: limits,
-		Ready:  m.ready,
-		Broker: broker, Log: m.Log}
+	deps := api.Deps{Pool: pool, Engine: engine, Queue: queue, Agents: agents, Desk: desk, KB: kb, Broker: broker, Log: m.Log,
+		Metrics: metrics, Limits: limits, NoDeflate: cfg.WSNoDeflate, Ready: m.ready}
 	if cfg.Demo {
 		deps.DemoShop = demoshop.New(secret, m.Log).Handler()
 	}
