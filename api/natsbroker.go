@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
@@ -42,8 +41,7 @@ type NATSBroker struct {
 	// attempt.
 	away atomic.Bool
 
-	mu      sync.Mutex
-	partial map[string]*pieces // sender and frame id → the pieces received so far
+	pieces assembler // sender and frame id → the pieces received so far
 	// Dropped counts frames not sent to other instances: the client refused them (its
 	// reconnect buffer full, the connection closed) or their topic cannot be a subject.
 	Dropped atomic.Int64
@@ -80,7 +78,7 @@ func NewNATSBroker(url, namespace string, log *slog.Logger) (*NATSBroker, error)
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	nb := &NATSBroker{hub: NewHub(), log: log.With("component", "broker", "broker", "nats"), id: hex.EncodeToString(b),
-		prefix: NATSSubjectRoot + "." + namespace + ".", partial: map[string]*pieces{}}
+		prefix: NATSSubjectRoot + "." + namespace + "."}
 	nc, err := nats.Connect(url,
 		nats.Name("kefu "+nb.id),
 		nats.NoEcho(), // this instance's frames reached its subscribers already
@@ -241,34 +239,10 @@ func (b *NATSBroker) receive(m *nats.Msg) {
 		return
 	}
 	var i, n int
-	if _, err := fmt.Sscanf(part, "%d/%d", &i, &n); err != nil || i < 1 || i > n || n > 1024 {
+	if _, err := fmt.Sscanf(part, "%d/%d", &i, &n); err != nil {
 		return
 	}
-	key := m.Header.Get(natsFrameHeader)
-	b.mu.Lock()
-	p := b.partial[key]
-	if p == nil {
-		now := time.Now()
-		for k, old := range b.partial { // a sender that died mid-frame leaves pieces behind
-			if now.Sub(old.at) > time.Minute {
-				delete(b.partial, k)
-			}
-		}
-		p = &pieces{parts: make([]string, n), at: now}
-		b.partial[key] = p
-	}
-	if len(p.parts) != n || p.parts[i-1] != "" {
-		b.mu.Unlock()
-		return
-	}
-	p.parts[i-1] = string(m.Data)
-	p.got++
-	done := p.got == n
-	if done {
-		delete(b.partial, key)
-	}
-	b.mu.Unlock()
-	if done {
-		b.hub.Publish(topic, []byte(strings.Join(p.parts, "")))
+	if frame, ok := b.pieces.add(m.Header.Get(natsFrameHeader), i, n, string(m.Data)); ok {
+		b.hub.Publish(topic, []byte(frame))
 	}
 }

@@ -34,8 +34,7 @@ type PGBroker struct {
 	channel string
 	seq     atomic.Uint64
 
-	mu      sync.Mutex
-	partial map[string]*pieces // frame id → the pieces received so far
+	pieces assembler // frames received in pieces
 	// Dropped counts frames not sent to other instances because the outbox was full.
 	Dropped atomic.Int64
 }
@@ -46,6 +45,46 @@ type pieces struct {
 	parts []string
 	got   int
 	at    time.Time
+}
+
+// assembler puts together frames that travelled in pieces, keyed by sender and frame id.
+type assembler struct {
+	mu      sync.Mutex
+	partial map[string]*pieces
+}
+
+// add records piece i of n (1-based) of the frame key; it returns the whole frame when this
+// was the last piece missing. Bad, repeated or inconsistent pieces are ignored.
+func (a *assembler) add(key string, i, n int, text string) (string, bool) {
+	if i < 1 || i > n || n > 1024 {
+		return "", false
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.partial == nil {
+		a.partial = map[string]*pieces{}
+	}
+	p := a.partial[key]
+	if p == nil {
+		now := time.Now()
+		for k, old := range a.partial { // a sender that died mid-frame leaves pieces behind
+			if now.Sub(old.at) > time.Minute {
+				delete(a.partial, k)
+			}
+		}
+		p = &pieces{parts: make([]string, n), at: now}
+		a.partial[key] = p
+	}
+	if len(p.parts) != n || p.parts[i-1] != "" {
+		return "", false
+	}
+	p.parts[i-1] = text
+	p.got++
+	if p.got < n {
+		return "", false
+	}
+	delete(a.partial, key)
+	return strings.Join(p.parts, ""), true
 }
 
 // BrokerChannel is the prefix of the PostgreSQL channel frames travel on.
@@ -67,7 +106,7 @@ func NewPGBroker(pool *pgxpool.Pool, log *slog.Logger) *PGBroker {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	return &PGBroker{hub: NewHub(), pool: pool, log: log.With("component", "broker"), id: hex.EncodeToString(b),
-		out: make(chan outFrame, 8192), partial: map[string]*pieces{}}
+		out: make(chan outFrame, 8192)}
 }
 
 // Publish delivers frame to this instance's subscribers and queues it for the others. It
@@ -210,31 +249,7 @@ func (b *PGBroker) receive(payload string) {
 		b.hub.Publish(topic, []byte(text))
 		return
 	}
-	key := parts[0] + " " + parts[1]
-	b.mu.Lock()
-	p := b.partial[key]
-	if p == nil {
-		now := time.Now()
-		for k, old := range b.partial { // a sender that died mid-frame leaves pieces behind
-			if now.Sub(old.at) > time.Minute {
-				delete(b.partial, k)
-			}
-		}
-		p = &pieces{parts: make([]string, n), at: now}
-		b.partial[key] = p
-	}
-	if len(p.parts) != n || p.parts[i-1] != "" {
-		b.mu.Unlock()
-		return
-	}
-	p.parts[i-1] = text
-	p.got++
-	done := p.got == n
-	if done {
-		delete(b.partial, key)
-	}
-	b.mu.Unlock()
-	if done {
-		b.hub.Publish(topic, []byte(strings.Join(p.parts, "")))
+	if frame, ok := b.pieces.add(parts[0]+" "+parts[1], i, n, text); ok {
+		b.hub.Publish(topic, []byte(frame))
 	}
 }
