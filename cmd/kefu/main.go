@@ -74,9 +74,9 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 	case "loadgen":
 		return loadgenCmd(ctx, args, log)
 	case "help", "-h", "--help":
-		fmt.Fprintln(os.Stderr, "usage: kefu [serve|migrate|pg|nlu|flows|test|dialog|kb|handoff] [flags]")
+		fmt.Fprintln(os.Stderr, "usage: kefu [serve|migrate|pg|nlu|flows|test|dialog|kb|handoff|loadgen] [flags]")
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q (want serve, migrate, pg, nlu, flows, test, dialog, kb or handoff)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, migrate, pg, nlu, flows, test, dialog, kb, handoff or loadgen)", cmd)
 	}
 }
