@@ -356,6 +356,26 @@ func (c *faultCustomer) answeredSince(t time.Time) int {
 	return n
 }
 
+// allAnswered reports whether every customer got at least n replies after since.
+func allAnswered(cs []*faultCustomer, since time.Time, n int) bool {
+	for _, c := range cs {
+		if c.answeredSince(since) < n {
+			return false
+		}
+	}
+	return true
+}
+
+// finish stops the customers, waits for them, reads each one's transcript again and sums up.
+func finish(ctx context.Context, cs []*faultCustomer, stop func(), wg *sync.WaitGroup) faultReport {
+	stop()
+	wg.Wait()
+	for _, c := range cs {
+		c.resync(ctx)
+	}
+	return summarize(cs)
+}
+
 func (c *faultCustomer) ackCount() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -596,20 +616,8 @@ func TestPostgresRestartMidConversation(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("PostgreSQL stopped and started again in %v", time.Since(restart).Round(time.Millisecond))
-	waitUntil(t, 40*time.Second, "every customer answered twice after the restart", func() bool {
-		for _, c := range cs {
-			if c.answeredSince(restart) < 2 {
-				return false
-			}
-		}
-		return true
-	})
-	stop()
-	wg.Wait()
-	for _, c := range cs {
-		c.resync(t.Context())
-	}
-	r := summarize(cs)
+	waitUntil(t, 40*time.Second, "every customer answered twice after the restart", func() bool { return allAnswered(cs, restart, 2) })
+	r := finish(t.Context(), cs, stop, &wg)
 	t.Logf("before the restart: %v", before)
 	t.Logf("in all: %v", r)
 	for code, n := range r.codes {
@@ -794,20 +802,8 @@ func TestKillOneOfTwoInstances(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = a.cmd.Wait()
-	waitUntil(t, 40*time.Second, "every customer answered twice after the kill", func() bool {
-		for _, c := range cs {
-			if c.answeredSince(killed) < 2 {
-				return false
-			}
-		}
-		return true
-	})
-	stop()
-	wg.Wait()
-	for _, c := range cs {
-		c.resync(t.Context())
-	}
-	r := summarize(cs)
+	waitUntil(t, 40*time.Second, "every customer answered twice after the kill", func() bool { return allAnswered(cs, killed, 2) })
+	r := finish(t.Context(), cs, stop, &wg)
 	t.Logf("before the kill: %v", before)
 	t.Logf("in all: %v", r)
 	if r.reconnects < customers/2 {
@@ -874,33 +870,14 @@ func TestGracefulShutdownTellsClientsToReconnect(t *testing.T) {
 	for _, c := range cs {
 		wg.Go(func() { c.run(ctx, 200*time.Millisecond) })
 	}
-	waitUntil(t, 30*time.Second, "every customer answered twice", func() bool {
-		for _, c := range cs {
-			if c.answeredSince(time.Time{}) < 2 {
-				return false
-			}
-		}
-		return true
-	})
+	waitUntil(t, 30*time.Second, "every customer answered twice", func() bool { return allAnswered(cs, time.Time{}, 2) })
 	shutdown := time.Now()
 	if err := a.Close(); err != nil {
 		t.Errorf("Close = %v", err)
 	}
 	t.Logf("instance A shut down in %v", time.Since(shutdown).Round(time.Millisecond))
-	waitUntil(t, 30*time.Second, "every customer answered twice after the shutdown", func() bool {
-		for _, c := range cs {
-			if c.answeredSince(shutdown) < 2 {
-				return false
-			}
-		}
-		return true
-	})
-	stop()
-	wg.Wait()
-	for _, c := range cs {
-		c.resync(t.Context())
-	}
-	r := summarize(cs)
+	waitUntil(t, 30*time.Second, "every customer answered twice after the shutdown", func() bool { return allAnswered(cs, shutdown, 2) })
+	r := finish(t.Context(), cs, stop, &wg)
 	t.Logf("%v", r)
 	if r.closes[4001] != customers {
 		t.Errorf("close codes %v; want 4001 (reconnect) for each of the %d customers", r.closes, customers)
