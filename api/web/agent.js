@@ -218,7 +218,7 @@ function assigned(f, fresh) {
   clock(f.server_time);
   const id = f.session.id;
   const prev = convs.get(id);
-  convs.set(id, { assignment: f.assignment, session: f.session, messages: f.messages || [], notes: prev ? prev.notes : [],
+  convs.set(id, { assignment: merged(prev && prev.assignment, f.assignment), session: f.session, messages: f.messages || [], notes: prev ? prev.notes : [],
     unread: prev ? prev.unread : (fresh ? 1 : 0), typing: false });
   if (current === null) current = id;
   loadContext(id); // notes, which the frame does not carry
@@ -237,7 +237,7 @@ async function loadContext(id) {
       if (current === null) current = id;
       alertNew(convs.get(id)); // one the console missed (it was reconnecting)
     } else {
-      c.assignment = ctx.assignment;
+      c.assignment = merged(c.assignment, ctx.assignment);
       c.session = ctx.session;
       const seqs = new Set(c.messages.map((m) => m.seq));
       c.messages.push(...ctx.messages.filter((m) => !seqs.has(m.seq)));
@@ -251,6 +251,17 @@ async function loadContext(id) {
   }
 }
 
+// merged is the newer view of an assignment. Frames and fetches race (a context fetched, or a
+// heartbeat answered, just before the agent accepted can arrive just after): an offer, once
+// accepted, stays accepted; only a new offer of the same conversation starts over.
+function merged(prev, next) {
+  if (prev && prev.accepted && !next.accepted && prev.request_id === next.request_id &&
+      Math.abs(Date.parse(prev.assigned_at) - Date.parse(next.assigned_at)) < 2) { // one offer (µs in the database, ns in Go)
+    return { ...next, accepted: true };
+  }
+  return next;
+}
+
 // sync reconciles with what the server says the agent holds (the answer to every heartbeat):
 // an offer that lapsed went to someone else, and the router made the agent away.
 function sync(f) {
@@ -258,7 +269,7 @@ function sync(f) {
   setStatus(f.status);
   const held = new Map(f.assignments.map((a) => [a.session_id, a]));
   for (const [id, c] of convs) {
-    if (held.has(id)) { c.assignment = { ...c.assignment, ...held.get(id) }; continue; }
+    if (held.has(id)) { c.assignment = merged(c.assignment, { ...c.assignment, ...held.get(id) }); continue; }
     const lapsed = !c.assignment.accepted;
     drop(id, lapsed
       ? "会话 #" + id + " 未及时接受，已转给其他同事" + (f.status === "away" ? "；你的状态已改为离开" : "") +

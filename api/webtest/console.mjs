@@ -191,6 +191,14 @@ async function walk() {
   await logIn(agent1, email1);
   await agent1.locator("#empty:not([hidden])").waitFor();
 
+  // The context the console fetches with a new offer is answered only after the agent has
+  // accepted: what it says (not accepted yet) must not bring the offer back.
+  const heldContext = [];
+  await agent1.route("**/api/agent/sessions/*/context", async (route) => {
+    const response = await route.fetch();
+    heldContext.push(() => route.fulfill({ response }));
+  });
+
   step("a Chinese customer asks the bot, then for a person");
   const zh = await customer("zh");
   await zh.say("退款多久到账？");
@@ -220,6 +228,11 @@ async function walk() {
   await agent1.click("#accept");
   await agent1.locator("#offer").waitFor({ state: "hidden" });
   await agent1.locator("#badge").waitFor({ state: "hidden" });
+  if (!heldContext.length) throw new Error("the console fetched no context with the offer");
+  for (const release of heldContext) await release();
+  await agent1.unroute("**/api/agent/sessions/*/context");
+  await agent1.waitForTimeout(300);
+  if (await agent1.isVisible("#offer") || await agent1.isVisible("#badge")) throw new Error("a context fetched before accepting brought the offer back");
   await zh.wait("a person joined", { type: "message", msg: { event: "agent_joined" } });
 
   step("the customer's typing shows in the console");
