@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	lru "github.com/hashicorp/golang-lru/v2"
+
 	"github.com/kefu-dev/kefu"
 )
 
@@ -15,51 +17,73 @@ import (
 // of 32 pads little and amortises ONNX Runtime's per-run cost.
 const maxBatch = 32
 
-// Micro-batching: Understand puts its message on a queue; one worker per core takes the first
-// message waiting and every other message already queued (up to maxBatch), and runs them as
-// one batch. An idle classifier therefore runs a lone message at once, with no added wait,
-// while a busy one answers many messages per run.
-type classifyRequest struct {
+// Micro-batching: a single text (Understand's message, or the knowledge search's question)
+// goes on the model's queue; one worker per core takes the first text waiting and every other
+// text already queued (up to maxBatch), and runs them as one batch. An idle model therefore
+// runs a lone text at once, with no added wait, while a busy one answers many texts per run.
+// Bulk embedding (embedTexts) runs its own batches and does not queue.
+type oneRequest struct {
 	ctx  context.Context
 	text string
-	done chan classifyReply // buffered: a worker never blocks on a caller that gave up
+	done chan oneReply // buffered: a worker never blocks on a caller that gave up
 }
 
-type classifyReply struct {
-	logits []float32
-	sim    float32 // cosine to the nearest intent centroid, when hasSim
+// oneReply is one text's row of a run's outputs.
+type oneReply struct {
+	logits []float32 // nil without a classification head
+	emb    []float32 // nil without an embedding output
+	sim    float32   // cosine to the nearest intent centroid, when hasSim
 	hasSim bool
 	err    error
 }
 
-func (c *Classifier) startBatching() {
-	c.queue = make(chan classifyRequest, 4*maxBatch*runtime.NumCPU())
+func (c *onnxModel) startBatching() {
+	c.queue = make(chan oneRequest, 4*maxBatch*runtime.NumCPU())
 	c.stop = make(chan struct{})
 	for range runtime.NumCPU() {
 		c.workers.Go(c.batchWorker)
 	}
 }
 
-// classify returns the logits of one text, computed in a micro-batch.
-func (c *Classifier) classify(ctx context.Context, text string) (classifyReply, error) {
-	r := classifyRequest{ctx: ctx, text: text, done: make(chan classifyReply, 1)}
+// one runs the model on one text, in a micro-batch.
+func (c *onnxModel) one(ctx context.Context, op, text string) (oneReply, error) {
+	closed := kefu.Errorf(op, kefu.Unavailable, "the model is closed")
+	select {
+	case <-c.stop: // the queue may have room, but nobody takes from it any more
+		return oneReply{}, closed
+	default:
+	}
+	r := oneRequest{ctx: ctx, text: text, done: make(chan oneReply, 1)}
 	select {
 	case c.queue <- r:
 	case <-ctx.Done():
-		return classifyReply{}, ctx.Err()
+		return oneReply{}, ctx.Err()
 	case <-c.stop:
-		return classifyReply{}, kefu.Errorf("nlu.Understand", kefu.Unavailable, "the classifier is closed")
+		return oneReply{}, closed
 	}
 	select {
 	case rep := <-r.done:
 		return rep, rep.err
 	case <-ctx.Done():
-		return classifyReply{}, ctx.Err()
+		return oneReply{}, ctx.Err()
+	case <-c.stop:
+		return oneReply{}, closed
 	}
 }
 
-func (c *Classifier) batchWorker() {
-	batch := make([]classifyRequest, 0, maxBatch)
+// close stops the micro-batching workers and releases the session.
+func (c *onnxModel) close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		close(c.stop)
+		c.workers.Wait()
+		err = c.session.Destroy()
+	})
+	return err
+}
+
+func (c *onnxModel) batchWorker() {
+	batch := make([]oneRequest, 0, maxBatch)
 	texts := make([]string, 0, maxBatch)
 	for {
 		batch, texts = batch[:0], texts[:0]
@@ -81,7 +105,7 @@ func (c *Classifier) batchWorker() {
 		live := batch[:0]
 		for _, r := range batch {
 			if err := r.ctx.Err(); err != nil {
-				r.done <- classifyReply{err: err}
+				r.done <- oneReply{err: err}
 				continue
 			}
 			live = append(live, r)
@@ -91,18 +115,25 @@ func (c *Classifier) batchWorker() {
 			continue
 		}
 		out, err := c.run(context.Background(), texts)
-		if err == nil && out.emb != nil {
-			c.recent.put(texts, out.emb)
+		if err == nil && out.emb != nil && c.ran != nil {
+			c.ran(texts, out.emb)
 		}
 		for i, r := range live {
-			switch {
-			case err != nil:
-				r.done <- classifyReply{err: err}
-			case out.sim != nil:
-				r.done <- classifyReply{logits: out.logits[i], sim: out.sim[i], hasSim: true}
-			default:
-				r.done <- classifyReply{logits: out.logits[i]}
+			if err != nil {
+				r.done <- oneReply{err: err}
+				continue
 			}
+			rep := oneReply{}
+			if out.logits != nil {
+				rep.logits = out.logits[i]
+			}
+			if out.emb != nil {
+				rep.emb = out.emb[i]
+			}
+			if out.sim != nil {
+				rep.sim, rep.hasSim = out.sim[i], true
+			}
+			r.done <- rep
 		}
 	}
 }
@@ -166,35 +197,22 @@ func (c *onnxModel) embedTexts(ctx context.Context, texts []string) ([][]float32
 // classifies a message and then searches knowledge with the same text, and the second model
 // run is saved. Safe for concurrent use.
 type embedCache struct {
-	mu   sync.Mutex
-	vecs map[string][]float32
-	ring []string // keys in insertion order; the oldest goes first
-	next int
+	once  sync.Once
+	cache *lru.Cache[string, []float32]
 }
 
 const embedCacheSize = 2048
 
+func (e *embedCache) lru() *lru.Cache[string, []float32] {
+	e.once.Do(func() { e.cache, _ = lru.New[string, []float32](embedCacheSize) }) // fails only for a size ≤ 0
+	return e.cache
+}
+
 func (e *embedCache) put(texts []string, vecs [][]float32) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.vecs == nil {
-		e.vecs, e.ring = map[string][]float32{}, make([]string, embedCacheSize)
-	}
+	c := e.lru()
 	for i, t := range texts {
-		if _, ok := e.vecs[t]; ok {
-			continue
-		}
-		if old := e.ring[e.next]; old != "" {
-			delete(e.vecs, old)
-		}
-		e.ring[e.next], e.vecs[t] = t, vecs[i]
-		e.next = (e.next + 1) % embedCacheSize
+		c.Add(t, vecs[i])
 	}
 }
 
-func (e *embedCache) get(text string) ([]float32, bool) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	v, ok := e.vecs[text]
-	return v, ok
-}
+func (e *embedCache) get(text string) ([]float32, bool) { return e.lru().Get(text) }

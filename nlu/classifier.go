@@ -66,11 +66,7 @@ type Result struct {
 type Classifier struct {
 	*onnxModel
 
-	recent    embedCache           // embeddings of recent messages, for the knowledge search that follows
-	queue     chan classifyRequest // Understand's requests, gathered into micro-batches
-	stop      chan struct{}
-	workers   sync.WaitGroup
-	closeOnce sync.Once
+	recent embedCache // embeddings of recent messages, for the knowledge search that follows
 }
 
 // onnxModel is an ONNX Runtime session and the tokenizer that feeds it: what Classifier and
@@ -88,6 +84,13 @@ type onnxModel struct {
 	pooling pooling
 	dim     int
 	slots   chan struct{} // bounds concurrent runs to the number of cores
+
+	// Micro-batching of single texts (batch.go).
+	queue     chan oneRequest
+	stop      chan struct{}
+	workers   sync.WaitGroup
+	closeOnce sync.Once
+	ran       func(texts []string, emb [][]float32) // told each micro-batch's embeddings, if set
 }
 
 // feed is what nlu puts in one model input.
@@ -227,6 +230,7 @@ func open(path string, meta Meta, tok *Tokenizer, labels []string, labelsFrom, m
 		return nil, err
 	}
 	c := &Classifier{onnxModel: m}
+	c.ran = c.recent.put
 	c.startBatching()
 	return c, nil
 }
@@ -494,15 +498,7 @@ func names(infos []ort.InputOutputInfo) string {
 
 // Close stops the micro-batching workers and releases the ONNX session. Calls after the first
 // do nothing.
-func (c *Classifier) Close() error {
-	var err error
-	c.closeOnce.Do(func() {
-		close(c.stop)
-		c.workers.Wait()
-		err = c.session.Destroy()
-	})
-	return err
-}
+func (c *Classifier) Close() error { return c.close() }
 
 // Meta describes the loaded model.
 func (c *Classifier) Meta() Meta { return c.meta }
@@ -522,7 +518,7 @@ func (c *Classifier) Understand(ctx context.Context, text string) (Result, error
 	if c.logits < 0 {
 		return Result{}, kefu.Errorf("nlu.Understand", kefu.Invalid, "model %s has no classification head (no logits output): it can embed text but not classify intents", c.meta.Version)
 	}
-	rep, err := c.classify(ctx, text)
+	rep, err := c.one(ctx, "nlu.Understand", text)
 	if err != nil {
 		return Result{}, err
 	}

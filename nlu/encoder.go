@@ -4,7 +4,6 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	"github.com/kefu-dev/kefu"
 )
@@ -12,8 +11,7 @@ import (
 // Encoder is an ONNX sentence encoder: it turns texts into L2-normalised vectors, for the
 // knowledge base's dense search (it is a retrieval.Embedder). It is safe for concurrent use.
 type Encoder struct {
-	m    *onnxModel
-	once sync.Once
+	m *onnxModel
 }
 
 // LoadEncoder opens a sentence encoder folder. It reads two layouts, as Load does:
@@ -49,6 +47,7 @@ func LoadEncoder(dir string) (*Encoder, error) {
 	if err != nil {
 		return nil, err
 	}
+	m.startBatching()
 	return &Encoder{m: m}, nil
 }
 
@@ -166,8 +165,16 @@ func loadHFEncoder(dir string) (*onnxModel, error) {
 }
 
 // Embed returns the L2-normalised embedding of each text, in runs of up to 32 texts, as many
-// at a time as there are cores.
+// at a time as there are cores. A single text (a customer's question) joins a micro-batch with
+// the other questions being asked at the same moment.
 func (e *Encoder) Embed(ctx context.Context, texts []string) ([][]float32, error) {
+	if len(texts) == 1 {
+		rep, err := e.m.one(ctx, "nlu.Embed", texts[0])
+		if err != nil {
+			return nil, err
+		}
+		return [][]float32{rep.emb}, nil
+	}
 	return e.m.embedTexts(ctx, texts)
 }
 
@@ -184,8 +191,4 @@ func (e *Encoder) Meta() Meta { return e.m.meta }
 func (e *Encoder) Tokenizer() *Tokenizer { return e.m.tok }
 
 // Close releases the ONNX session. Calls after the first do nothing.
-func (e *Encoder) Close() error {
-	var err error
-	e.once.Do(func() { err = e.m.session.Destroy() })
-	return err
-}
+func (e *Encoder) Close() error { return e.m.close() }

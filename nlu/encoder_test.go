@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/kefu-dev/kefu"
@@ -105,16 +106,44 @@ func TestEncoderBatchMatchesSingle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Single texts asked for at the same moment share micro-batches: each must still get its
+	// own vector.
+	singles := make([][]float32, len(texts))
+	errs := make([]error, len(texts))
+	var wg sync.WaitGroup
 	for i, text := range texts {
-		one, err := e.Embed(t.Context(), []string{text})
-		if err != nil {
-			t.Fatal(err)
+		wg.Go(func() {
+			var one [][]float32
+			one, errs[i] = e.Embed(t.Context(), []string{text})
+			if errs[i] == nil {
+				singles[i] = one[0]
+			}
+		})
+	}
+	wg.Wait()
+	for i, text := range texts {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
 		}
-		for j := range one[0] {
-			if math.Abs(float64(one[0][j]-batch[i][j])) > 1e-4 {
-				t.Fatalf("Embed(%q): batched and single vectors differ at %d: %f vs %f", text, j, batch[i][j], one[0][j])
+		for j := range singles[i] {
+			if math.Abs(float64(singles[i][j]-batch[i][j])) > 1e-4 {
+				t.Fatalf("Embed(%q): batched and single vectors differ at %d: %f vs %f", text, j, batch[i][j], singles[i][j])
 			}
 		}
+	}
+}
+
+func TestEncoderClosed(t *testing.T) {
+	t.Parallel()
+	e := mustEncoder(t)
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Embed(t.Context(), []string{"还在吗"}); kefu.CodeOf(err) != kefu.Unavailable {
+		t.Fatalf("Embed after Close = %v; want unavailable", err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatalf("a second Close = %v", err)
 	}
 }
 

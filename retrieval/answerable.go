@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/kefu-dev/kefu"
 )
@@ -42,9 +45,12 @@ var featureNames = []string{"cosine", "margin", "coverage", "covered_terms", "de
 // findings are what a search found for a question, for the decision.
 type findings struct {
 	question string
+	terms    []string // Terms(question), split once per search
 	hits     []hit
 	denseTop string // the key the dense search ranked first
 	lexTop   string // the key the lexical search ranked first
+	// entryTerms gives an entry's terms (the store keeps them per entry version); nil: split.
+	entryTerms func(Entry) map[string]bool
 }
 
 // features of the question's best hit.
@@ -60,7 +66,16 @@ func (ev findings) features() []float64 {
 		second = max(second, o.score)
 	}
 	f[1] = h.score - second
-	cov, n := coverage(ev.question, h.entry)
+	if ev.terms == nil {
+		ev.terms = Terms(ev.question)
+	}
+	var have map[string]bool
+	if ev.entryTerms != nil {
+		have = ev.entryTerms(h.entry)
+	} else {
+		have = entryTerms(h.entry)
+	}
+	cov, n := coverage(ev.terms, have)
 	f[2] = cov
 	f[3] = math.Log1p(n)
 	if ev.denseTop == h.entry.Key {
@@ -73,21 +88,16 @@ func (ev findings) features() []float64 {
 }
 
 // coverage is the share of the question's distinct terms (single Chinese characters left
-// out: bigrams carry them) that the entry's text contains, and how many it contains.
-func coverage(question string, e Entry) (float64, float64) {
+// out: bigrams carry them) that the entry's terms (have) contain, and how many it contains.
+func coverage(terms []string, have map[string]bool) (float64, float64) {
 	q := map[string]bool{}
-	for _, t := range Terms(question) {
+	for _, t := range terms {
 		if len([]rune(t)) > 1 || !isHan([]rune(t)[0]) {
 			q[t] = true
 		}
 	}
 	if len(q) == 0 {
 		return 0, 0
-	}
-	text := e.Title + "\n" + e.Question + "\n" + strings.Join(e.Alternates, "\n") + "\n" + e.Answer
-	have := map[string]bool{}
-	for _, t := range Terms(text) {
-		have[t] = true
 	}
 	n := 0
 	for t := range q {
@@ -96,6 +106,39 @@ func coverage(question string, e Entry) (float64, float64) {
 		}
 	}
 	return float64(n) / float64(len(q)), float64(n)
+}
+
+// entryTerms are the distinct terms of an entry's title, questions and answer.
+func entryTerms(e Entry) map[string]bool {
+	text := e.Title + "\n" + e.Question + "\n" + strings.Join(e.Alternates, "\n") + "\n" + e.Answer
+	have := map[string]bool{}
+	for _, t := range Terms(text) {
+		have[t] = true
+	}
+	return have
+}
+
+// entryTermCache keeps entryTerms per entry version: a published version never changes, and
+// splitting a long answer costs more than the rest of the decision.
+type entryTermCache struct {
+	once  sync.Once
+	cache *lru.Cache[entryVersion, map[string]bool]
+}
+
+type entryVersion struct {
+	id      int64
+	version int
+}
+
+func (c *entryTermCache) get(e Entry) map[string]bool {
+	c.once.Do(func() { c.cache, _ = lru.New[entryVersion, map[string]bool](4096) }) // fails only for a size ≤ 0
+	k := entryVersion{e.ID, e.Version}
+	if have, ok := c.cache.Get(k); ok {
+		return have
+	}
+	have := entryTerms(e)
+	c.cache.Add(k, have)
+	return have
 }
 
 // Prob is P(answerable) for features f.

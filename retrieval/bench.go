@@ -179,7 +179,7 @@ func quantile(sorted []float64, q float64) float64 {
 func (s *Store) ExplainSearch(ctx context.Context, question string, vec []float32, lang string) ([]string, error) {
 	var plans []string
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		dq, lq, err := s.searchStatements(ctx, tx, s.space(), question, vec, lang)
+		dq, lq, err := s.searchStatements(ctx, tx, s.space(), Terms(question), vec, lang)
 		if err != nil {
 			return err
 		}

@@ -107,12 +107,12 @@ func (s *Store) find(ctx context.Context, db querier, question, lang string, k i
 // findVec is find with the question's embedding in sp made already.
 func (s *Store) findVec(ctx context.Context, db querier, sp *space, question string, vec []float32, lang string, k int) (findings, error) {
 	const op = "retrieval.Search"
-	ev := findings{question: question}
+	ev := findings{question: question, terms: Terms(question), entryTerms: s.terms.get}
 	o := s.opts
 	// Both rankings go to PostgreSQL in one round trip, each with the entries of its topics
 	// (in lang where they have it). The dense one always runs: its cosine is the answer's
 	// confidence, whatever ranks it.
-	dq, lq, err := s.searchStatements(ctx, db, sp, question, vec, lang)
+	dq, lq, err := s.searchStatements(ctx, db, sp, ev.terms, vec, lang)
 	if err != nil {
 		return ev, err
 	}
@@ -200,13 +200,13 @@ type statement struct {
 
 // searchStatements are a search's dense query and its lexical one (nil when the mode has
 // none or no term of the question is in any entry).
-func (s *Store) searchStatements(ctx context.Context, db querier, sp *space, question string, vec []float32, lang string) (dense, lexical *statement, err error) {
+func (s *Store) searchStatements(ctx context.Context, db querier, sp *space, qterms []string, vec []float32, lang string) (dense, lexical *statement, err error) {
 	o := s.opts
-	dense = &statement{sp.denseQuery, []any{pgvector.NewVector(vec), o.Candidates * 4, lang, o.fallback()}}
+	dense = &statement{sql: sp.denseQuery, args: []any{pgvector.NewVector(vec), o.Candidates * 4, lang, o.fallback()}}
 	if o.Mode == ModeDense {
 		return dense, nil, nil
 	}
-	terms := termCounts(Terms(question))
+	terms := termCounts(qterms)
 	if len(terms) == 0 {
 		return dense, nil, nil
 	}

@@ -88,6 +88,7 @@ type Store struct {
 	opts      SearchOptions
 	stats     lexStats
 	related   relatedCache
+	terms     entryTermCache
 	clock     importClock
 }
 
