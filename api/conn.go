@@ -21,6 +21,7 @@ const (
 	sendQueue  = 64       // frames queued per connection before it counts as slow
 	writeWait  = 10 * time.Second
 	pongWait   = 60 * time.Second
+	pingEvery  = pongWait * 9 / 10
 	helloWait  = 15 * time.Second
 	frameRate  = 5  // frames per second a connection may send on average…
 	frameBurst = 20 // …and in a burst
@@ -63,18 +64,25 @@ func (r closeReason) label() string {
 	return fmt.Sprint(r.code)
 }
 
-// conn is one WebSocket connection: readLoop alone reads, writeLoop alone writes, and a full
-// queue closes this connection, never blocking the sender. While idle it holds two
-// goroutines with small stacks, gorilla's read buffer (readBuffer) and its send queue; a
-// frame is read and handled on a goroutine of its own (handleApart), and write buffers are
-// pooled.
+// conn is one WebSocket connection: readLoop alone reads; frames to send wait in a bounded
+// queue, and a full queue closes this connection, never blocking the sender. A writer
+// goroutine runs only while there is something to write (frames, or the close), one at a
+// time; pings come from a timer. So an idle connection holds one goroutine with a small
+// stack (the read loop), gorilla's read buffer (readBuffer) and no queue: a frame is read and
+// handled on a goroutine of its own (handleApart), and write buffers are pooled.
 type conn struct {
 	ws     *websocket.Conn
-	send   chan []byte // never closed, so a late Enqueue cannot panic
-	done   chan struct{}
+	done   chan struct{} // closed by shut
 	once   sync.Once
 	reason closeReason // set once, before done closes
 	limit  *rate.Limiter
+
+	mu      sync.Mutex
+	queue   [][]byte      // frames waiting for the writer; nil while there are none
+	live    bool          // run was called: a writer may start
+	writing bool          // a writer runs (for good once the connection is closing)
+	ping    *time.Timer   // sends the next ping; nil until run
+	every   time.Duration // between pings
 
 	// Set by Server.upgrade; nil in tests that build a bare conn.
 	stats   *connStats   // this kind of connection's counters
@@ -85,8 +93,38 @@ type conn struct {
 }
 
 func newConn(ws *websocket.Conn) *conn {
-	return &conn{ws: ws, send: make(chan []byte, sendQueue), done: make(chan struct{}),
-		limit: rate.NewLimiter(frameRate, frameBurst)}
+	return &conn{ws: ws, done: make(chan struct{}), limit: rate.NewLimiter(frameRate, frameBurst), every: pingEvery}
+}
+
+// run lets the connection write: what was queued before goes now, and pings start.
+func (c *conn) run() {
+	c.mu.Lock()
+	c.live = true
+	c.ping = time.AfterFunc(c.every, c.pingNow)
+	c.wake()
+	c.mu.Unlock()
+}
+
+// wake starts the writer if there is work for it and none runs. c.mu is held.
+func (c *conn) wake() {
+	if c.live && !c.writing && (len(c.queue) > 0 || c.closing()) {
+		c.writing = true
+		go c.writer()
+	}
+}
+
+// pingNow sends a ping (WriteControl may be called alongside the writer) and sets the next.
+func (c *conn) pingNow() {
+	if c.closing() {
+		return
+	}
+	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+		c.shut(closeGone)
+		return
+	}
+	c.mu.Lock()
+	c.ping.Reset(c.every)
+	c.mu.Unlock()
 }
 
 func (c *conn) shut(r closeReason) {
@@ -94,6 +132,12 @@ func (c *conn) shut(r closeReason) {
 		c.reason = r
 		close(c.done)
 		c.stats.closed(r)
+		c.mu.Lock()
+		if c.ping != nil {
+			c.ping.Stop()
+		}
+		c.wake() // the writer flushes what is queued and says goodbye
+		c.mu.Unlock()
 	})
 }
 
@@ -107,20 +151,59 @@ func (c *conn) closing() bool {
 	}
 }
 
+// queued is how many frames wait to be written.
+func (c *conn) queued() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.queue)
+}
+
 // Enqueue queues a frame; a connection that cannot keep up is closed with 4008 and resumes
 // from its last seq when it reconnects.
 func (c *conn) Enqueue(frame []byte) bool {
-	select {
-	case <-c.done:
+	if c.closing() {
 		return false
-	default:
 	}
-	select {
-	case c.send <- frame:
-		return true
-	default:
+	c.mu.Lock()
+	if len(c.queue) >= sendQueue {
+		c.mu.Unlock()
 		c.shut(closeSlow)
 		return false
+	}
+	c.queue = append(c.queue, frame)
+	c.wake()
+	c.mu.Unlock()
+	return true
+}
+
+// writer writes what is queued, and ends when the queue is empty; once the connection is
+// closing it flushes the queue, sends the close frame and closes the socket, which ends the
+// read loop.
+func (c *conn) writer() {
+	for {
+		c.mu.Lock()
+		if len(c.queue) == 0 {
+			c.queue = nil // an idle connection keeps no queue
+			if !c.closing() {
+				c.writing = false
+				c.mu.Unlock()
+				return
+			}
+			c.mu.Unlock()
+			msg := websocket.FormatCloseMessage(c.reason.code, c.reason.text)
+			_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(writeWait))
+			_ = c.ws.Close()
+			return // writing stays true: nothing is written after the close
+		}
+		frame := c.queue[0]
+		c.queue[0] = nil
+		c.queue = c.queue[1:]
+		c.mu.Unlock()
+		if err := c.write(frame); err != nil {
+			c.shut(closeGone)
+			_ = c.ws.Close()
+			return
+		}
 	}
 }
 
@@ -208,42 +291,6 @@ func (c *conn) handleApart(ctx context.Context, handle func(context.Context, []b
 	}()
 	res := <-done
 	return res.ok, res.err
-}
-
-func (c *conn) writeLoop() {
-	ping := time.NewTicker(pongWait * 9 / 10)
-	defer ping.Stop()
-	defer c.ws.Close() // makes NextReader fail, which ends the read loop
-	for {
-		select {
-		case frame := <-c.send:
-			if err := c.write(frame); err != nil {
-				c.shut(closeGone)
-				return
-			}
-		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
-				c.shut(closeGone)
-				return
-			}
-		case <-c.done:
-			// Flush what is queued, then say goodbye.
-		drain:
-			for {
-				select {
-				case frame := <-c.send:
-					if c.write(frame) != nil {
-						return
-					}
-				default:
-					break drain
-				}
-			}
-			msg := websocket.FormatCloseMessage(c.reason.code, c.reason.text)
-			_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(writeWait))
-			return
-		}
-	}
 }
 
 // write sends one frame, compressed when the client negotiated permessage-deflate and the

@@ -2,8 +2,17 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/kefu-dev/kefu"
 )
@@ -95,3 +104,98 @@ func TestStatus(t *testing.T) {
 }
 
 var errSecret = json.Unmarshal([]byte("{"), new(any)) // any error with text a user must not see
+
+// TestConnWritesOnDemandAndPings: frames go out in order through a writer that runs only
+// while there is something to write, pings come from the timer, and the close frame carries
+// the reason.
+func TestConnWritesOnDemandAndPings(t *testing.T) {
+	t.Parallel()
+	server := make(chan *conn, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		c := newConn(ws)
+		c.every = 30 * time.Millisecond
+		c.run()
+		server <- c
+	}))
+	defer srv.Close()
+	client, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	var pings atomic.Int32
+	client.SetPingHandler(func(string) error { pings.Add(1); return nil })
+	c := <-server
+
+	for round := range 3 {
+		for i := range 10 {
+			if !c.Enqueue([]byte(fmt.Sprintf(`{"n":%d}`, round*10+i))) {
+				t.Fatal("a frame was refused")
+			}
+		}
+		for i := range 10 {
+			_, data, err := client.ReadMessage()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := fmt.Sprintf(`{"n":%d}`, round*10+i); string(data) != want {
+				t.Fatalf("got %s, want %s", data, want)
+			}
+		}
+		// Written: the writer ends, and the idle connection keeps no queue.
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			c.mu.Lock()
+			idle := !c.writing && c.queue == nil
+			c.mu.Unlock()
+			if idle {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the writer still runs on an idle connection")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+
+	// Pings are control frames: the client sees them while it reads.
+	type read struct {
+		data string
+		err  error
+	}
+	reads := make(chan read, 4)
+	go func() {
+		for {
+			_, data, err := client.ReadMessage()
+			reads <- read{string(data), err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	deadline := time.Now().Add(2 * time.Second)
+	for pings.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d pings in 2 s at one per 30 ms", pings.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	c.Enqueue([]byte(`{"last":true}`))
+	c.shut(closeShutdown)
+	if r := <-reads; r.err != nil || r.data != `{"last":true}` {
+		t.Fatalf("the frame queued before the close: %s %v", r.data, r.err)
+	}
+	r := <-reads
+	var ce *websocket.CloseError
+	if !errors.As(r.err, &ce) || ce.Code != closeShutdown.code {
+		t.Fatalf("after the queue: %v, want close %d", r.err, closeShutdown.code)
+	}
+	if c.Enqueue([]byte("late")) {
+		t.Fatal("a closed connection accepted a frame")
+	}
+}

@@ -538,7 +538,7 @@ func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
 	total, longest := 0, 0
 	s.mu.Lock()
 	for cn := range s.conns {
-		n := len(cn.send)
+		n := cn.queued()
 		total += n
 		longest = max(longest, n)
 	}

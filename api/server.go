@@ -285,10 +285,10 @@ func (s *Server) upgrade(c *gin.Context) (*conn, bool) {
 	if !s.track(cn) {
 		cn.shut(closeShutdown)
 		s.untrack(cn)
-		go cn.writeLoop()
+		cn.run()
 		return nil, false
 	}
-	go cn.writeLoop()
+	cn.run()
 	return cn, true
 }
 
