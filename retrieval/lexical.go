@@ -3,6 +3,7 @@ package retrieval
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode"
 
 	"github.com/go-ego/gse"
@@ -25,7 +26,16 @@ var segmenter = sync.OnceValue(func() *gse.Segmenter {
 })
 
 // WarmLexical loads the Chinese dictionary (about a second), so no customer waits for it.
-func WarmLexical() { segmenter() }
+func WarmLexical() {
+	segmenter()
+	lexicalWarm.Store(true)
+}
+
+var lexicalWarm atomic.Bool
+
+// LexicalReady reports whether WarmLexical has finished: until then a search with Chinese in
+// it waits for the dictionary, and an instance should not be sent customers (/readyz).
+func LexicalReady() bool { return lexicalWarm.Load() }
 
 // stopTerms carry no meaning for search, in either language.
 var stopTerms = map[string]bool{

@@ -49,3 +49,13 @@ func FuzzTerms(f *testing.F) {
 		}
 	})
 }
+
+func TestLexicalReadyAfterWarm(t *testing.T) {
+	WarmLexical()
+	if !LexicalReady() {
+		t.Fatal("LexicalReady is false after WarmLexical returned")
+	}
+	if got := Terms("退款申请"); !slices.Contains(got, "退款") {
+		t.Fatalf("Terms after the warm-up = %v", got)
+	}
+}

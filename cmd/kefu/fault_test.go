@@ -626,8 +626,8 @@ func TestPostgresRestartMidConversation(t *testing.T) {
 		}
 	}
 	for _, s := range []*Main{m, other} {
-		if code, _ := getJSON(t, s.URL+"/readyz", ""); code != http.StatusOK {
-			t.Errorf("readyz = %d after the restart", code)
+		if !waitReady(s.URL, 15*time.Second) {
+			t.Error("/readyz did not say ready in 15 s after the restart")
 		}
 	}
 	// Both instances listen again: a customer on one and an agent on the other talk.
@@ -674,20 +674,10 @@ func startServeProcess(t *testing.T, url string, args ...string) *serveProcess {
 		_ = p.cmd.Process.Kill()
 		_ = p.cmd.Wait()
 	})
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		res, err := http.Get(p.base + "/readyz")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return p
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("kefu serve did not become ready in 90 s:\n%s", p.log)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !waitReady(p.base, 90*time.Second) {
+		t.Fatalf("kefu serve did not become ready in 90 s:\n%s", p.log)
 	}
+	return p
 }
 
 type syncWriter struct {

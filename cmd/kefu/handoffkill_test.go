@@ -45,22 +45,12 @@ func TestHandoffSurvivesKill(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(90 * time.Second)
-		for {
-			res, err := http.Get(base + "/readyz")
-			if err == nil {
-				res.Body.Close()
-				if res.StatusCode == http.StatusOK {
-					return cmd
-				}
-			}
-			if time.Now().After(deadline) {
-				cmd.Process.Kill()
-				cmd.Wait()
-				t.Fatal("the server did not become ready in 90 s")
-			}
-			time.Sleep(100 * time.Millisecond)
+		if !waitReady(base, 90*time.Second) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatal("the server did not become ready in 90 s")
 		}
+		return cmd
 	}
 	server := start()
 	t.Cleanup(func() { server.Process.Kill(); server.Wait() })

@@ -440,8 +440,27 @@ func TestBadInput(t *testing.T) {
 			}
 		})
 	}
-	if code, _ := getJSON(t, m.URL+"/readyz", ""); code != http.StatusOK {
-		t.Fatalf("readyz = %d", code)
+	if !waitReady(m.URL, 15*time.Second) {
+		t.Fatal("/readyz did not say ready in 15 s")
+	}
+}
+
+// waitReady polls base's /readyz until it answers 200 (true) or within has passed (false).
+// An instance is ready once its database answers, its models are loaded and its Chinese
+// dictionary has warmed up (a second or two after start).
+func waitReady(base string, within time.Duration) bool {
+	deadline := time.Now().Add(within)
+	for {
+		if res, err := http.Get(base + "/readyz"); err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return true
+			}
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -413,6 +413,9 @@ func (m *Main) ready(context.Context) error {
 	if m.model == nil || m.embed == nil {
 		return errors.New("the models are not loaded")
 	}
+	if !retrieval.LexicalReady() {
+		return errors.New("the Chinese dictionary is still loading")
+	}
 	return nil
 }
 
