@@ -176,31 +176,60 @@ func (b *PGBroker) send(ctx context.Context) {
 		var batch []string
 		select {
 		case <-ctx.Done():
+			b.flush(ctx)
 			return
 		case f := <-b.out:
 			batch = append(batch, b.payloads(f)...)
 		}
-	more:
-		for len(batch) < 256 {
-			select {
-			case f := <-b.out:
-				batch = append(batch, b.payloads(f)...)
-			default:
-				break more
-			}
+		// A batch taken is sent even if the broker is told to stop meanwhile (within 5 s).
+		nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		b.notify(nctx, b.gather(batch))
+		cancel()
+	}
+}
+
+// gather adds the frames already queued to batch, up to 256 notifications.
+func (b *PGBroker) gather(batch []string) []string {
+	for len(batch) < 256 {
+		select {
+		case f := <-b.out:
+			batch = append(batch, b.payloads(f)...)
+		default:
+			return batch
 		}
-		for attempt := 0; ; attempt++ {
-			_, err := b.pool.Exec(ctx, "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS u(p, i) ORDER BY i",
-				b.channel, batch)
-			if err == nil || ctx.Err() != nil {
-				break
-			}
-			if attempt == 3 {
-				b.log.WarnContext(ctx, "frames not sent to other instances", "frames", len(batch), "err", err)
-				break
-			}
-			time.Sleep(time.Duration(100<<attempt) * time.Millisecond)
+	}
+	return batch
+}
+
+// flush sends what is still queued when the broker stops: the server drains its turns before
+// it stops the broker, and their last frames are for customers and agents on other
+// instances. It tries for at most 2 s; what does not go out, clients fetch by seq when they
+// resume.
+func (b *PGBroker) flush(ctx context.Context) {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	for fctx.Err() == nil {
+		batch := b.gather(nil)
+		if len(batch) == 0 {
+			return
 		}
+		b.notify(fctx, batch)
+	}
+}
+
+// notify sends batch in one statement, retrying a few times while ctx lasts.
+func (b *PGBroker) notify(ctx context.Context, batch []string) {
+	for attempt := 0; ; attempt++ {
+		_, err := b.pool.Exec(ctx, "SELECT pg_notify($1, p) FROM unnest($2::text[]) WITH ORDINALITY AS u(p, i) ORDER BY i",
+			b.channel, batch)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		if attempt == 3 {
+			b.log.WarnContext(ctx, "frames not sent to other instances", "frames", len(batch), "err", err)
+			return
+		}
+		time.Sleep(time.Duration(100<<attempt) * time.Millisecond)
 	}
 }
 

@@ -64,3 +64,37 @@ func TestPGBroker(t *testing.T) {
 		t.Fatalf("extra frames: %d at B, %d at A", len(atB), len(atA))
 	}
 }
+
+// An instance that stops sends what it still has queued before it goes: the turns it drained
+// last published frames for the other instances' clients.
+func TestPGBrokerFlushesOnStop(t *testing.T) {
+	t.Parallel()
+	pool := pgtest.Schema(t)
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	a, b := NewPGBroker(pool, log), NewPGBroker(pool, log)
+	actx, stopA := context.WithCancel(t.Context())
+	bctx, stopB := context.WithCancel(t.Context())
+	defer stopB()
+	ranA := make(chan struct{})
+	go func() { a.Run(actx); close(ranA) }()
+	go b.Run(bctx)
+	atB := make(chanSub, 2000)
+	defer b.Subscribe("session:7", atB)()
+	time.Sleep(200 * time.Millisecond) // both listening
+	const n = 1500
+	for i := range n {
+		a.Publish("session:7", []byte(fmt.Sprintf(`{"n":%d}`, i)))
+	}
+	stopA() // most of them are still queued
+	<-ranA
+	for i := range n {
+		select {
+		case got := <-atB:
+			if want := fmt.Sprintf(`{"n":%d}`, i); string(got) != want {
+				t.Fatalf("frame %d: %s, want %s", i, got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("frame %d of %d never arrived: the stopping instance dropped its queue", i, n)
+		}
+	}
+}
