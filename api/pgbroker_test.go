@@ -22,13 +22,18 @@ func (c chanSub) Enqueue(f []byte) bool {
 	}
 }
 
+// twoBrokers are two instances' brokers on one database (a schema of the test database).
+func twoBrokers(t *testing.T) (*PGBroker, *PGBroker) {
+	pool := pgtest.Schema(t)
+	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return NewPGBroker(pool, log), NewPGBroker(pool, log)
+}
+
 // Two instances on one database: what one publishes reaches the other's subscribers, in
 // order, however large, and an instance does not hear its own frames twice.
 func TestPGBroker(t *testing.T) {
 	t.Parallel()
-	pool := pgtest.Schema(t)
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	a, b := NewPGBroker(pool, log), NewPGBroker(pool, log)
+	a, b := twoBrokers(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	go a.Run(ctx)
@@ -69,9 +74,7 @@ func TestPGBroker(t *testing.T) {
 // last published frames for the other instances' clients.
 func TestPGBrokerFlushesOnStop(t *testing.T) {
 	t.Parallel()
-	pool := pgtest.Schema(t)
-	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	a, b := NewPGBroker(pool, log), NewPGBroker(pool, log)
+	a, b := twoBrokers(t)
 	actx, stopA := context.WithCancel(t.Context())
 	bctx, stopB := context.WithCancel(t.Context())
 	defer stopB()
