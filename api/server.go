@@ -266,7 +266,7 @@ func (s *Server) Shutdown() {
 // pool, the models).
 func (s *Server) Drain(ctx context.Context) error { return s.flight.drain(ctx) }
 
-// upgrade turns the request into a tracked connection with its writer running, when the
+// upgrade turns the request into a tracked connection that may write (conn.run), when the
 // client's address is within its limits (else 429).
 func (s *Server) upgrade(c *gin.Context) (*conn, bool) {
 	release, err := s.ips.openConn(c.Request)
