@@ -100,7 +100,9 @@ func newConn(ws *websocket.Conn) *conn {
 func (c *conn) run() {
 	c.mu.Lock()
 	c.live = true
-	c.ping = time.AfterFunc(c.every, c.pingNow)
+	if !c.closing() { // shut closes done before it takes c.mu: no timer outlives the connection
+		c.ping = time.AfterFunc(c.every, c.pingNow)
+	}
 	c.wake()
 	c.mu.Unlock()
 }
@@ -123,7 +125,9 @@ func (c *conn) pingNow() {
 		return
 	}
 	c.mu.Lock()
-	c.ping.Reset(c.every)
+	if !c.closing() {
+		c.ping.Reset(c.every)
+	}
 	c.mu.Unlock()
 }
 
@@ -165,6 +169,10 @@ func (c *conn) Enqueue(frame []byte) bool {
 		return false
 	}
 	c.mu.Lock()
+	if c.closing() { // the writer's last pass may have been: nothing would send it
+		c.mu.Unlock()
+		return false
+	}
 	if len(c.queue) >= sendQueue {
 		c.mu.Unlock()
 		c.shut(closeSlow)
