@@ -30,7 +30,12 @@ type candidate struct {
 	groups       map[int64]bool
 }
 
-func (c *candidate) fits(r *queued) bool {
+// fits reports whether c may take r. An agent who declined r (let its offer lapse, or
+// transferred it) is passed over; pick falls back on them only for a lapse nobody else can take.
+func (c *candidate) fits(r *queued) bool { return c.could(r) && !slices.Contains(r.declined, c.id) }
+
+// could reports whether c could take r by capacity, group, language and channel.
+func (c *candidate) could(r *queued) bool {
 	if c.active >= c.max {
 		return false
 	}
@@ -43,7 +48,7 @@ func (c *candidate) fits(r *queued) bool {
 	if m, ok := c.channelMax[r.channel]; ok && c.channelOpen[r.channel] >= m {
 		return false
 	}
-	return !slices.Contains(r.declined, c.id)
+	return true
 }
 
 type queued struct {
@@ -163,16 +168,23 @@ func pick(cands []*candidate, r *queued, g *groupRoute) *candidate {
 	if g != nil {
 		strategy = g.strategy
 	}
-	var best *candidate
-	for _, c := range cands {
-		if !c.fits(r) {
-			continue
+	choose := func(ok func(*candidate) bool) *candidate {
+		var best *candidate
+		for _, c := range cands {
+			if ok(c) && (best == nil || better(strategy, c, best, g)) {
+				best = c
+			}
 		}
-		if best == nil || better(strategy, c, best, g) {
-			best = c
-		}
+		return best
 	}
-	return best
+	if best := choose(func(c *candidate) bool { return c.fits(r) }); best != nil || r.Transfers > 0 {
+		return best
+	}
+	// An offer that lapsed goes to someone else; when nobody else can take it, the agent who
+	// let it lapse gets it again once they are back online (a desk of one, or offers that
+	// lapsed while the server was down), rather than the customer waiting for nobody. A
+	// conversation transferred away never comes back to the agent who transferred it.
+	return choose(func(c *candidate) bool { return c.could(r) })
 }
 
 func better(strategy string, c, best *candidate, g *groupRoute) bool {

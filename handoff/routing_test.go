@@ -214,6 +214,32 @@ func TestRouting(t *testing.T) {
 		}
 	})
 
+	t.Run("LapsedOfferComesBackWhenNobodyElseCanTakeIt", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		c := b.withClock()
+		x := b.agent(t, "solo@x.io", 2)
+		b.group(t, handoff.Group{Name: "g", AcceptSeconds: 20, Members: []int64{x.ID}})
+		b.enqueue(t, handoff.Request{SessionID: 1, Reason: "r"})
+		if as := b.route(t); len(as) != 1 || as[0].AgentID != x.ID {
+			t.Fatalf("first offer: %+v", as)
+		}
+		c.Add(21 * time.Second)
+		if res, err := b.queue.Sweep(t.Context()); err != nil || res.Lapsed != 1 {
+			t.Fatalf("sweep after the accept time: %+v, %v", res, err)
+		}
+		if as := b.route(t); len(as) != 0 {
+			t.Fatalf("offered to an agent made away: %+v", as)
+		}
+		// Back at the desk, the only agent gets it again: the customer does not wait for nobody.
+		if err := b.agents.SetStatus(t.Context(), x.ID, handoff.Online); err != nil {
+			t.Fatal(err)
+		}
+		if as := b.route(t); len(as) != 1 || as[0].AgentID != x.ID {
+			t.Fatalf("after the agent came back: %+v, want the offer again", as)
+		}
+	})
+
 	t.Run("SLABreachOverflows", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)

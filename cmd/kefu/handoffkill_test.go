@@ -142,6 +142,10 @@ func TestHandoffSurvivesKill(t *testing.T) {
 	if len(held) != inDB {
 		t.Fatalf("the console got %d conversations, the database says the agent holds %d", len(held), inDB)
 	}
+	// Offers the agent could not accept while the server was down have lapsed, which made them
+	// away (as on a slow machine); back at the desk they say they are online, as the console
+	// lets them, and the lapsed conversations come back to them: nobody else is there.
+	agent.send(map[string]any{"type": "presence", "status": "online"})
 	// The agent closes what they hold; the rest comes to them.
 	var total int
 	if err := pool.QueryRow(t.Context(), "SELECT count(*) FROM handoff_request").Scan(&total); err != nil {
