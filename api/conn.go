@@ -240,6 +240,7 @@ func (c *conn) readLoop(ctx context.Context, handle func(context.Context, []byte
 	c.ws.SetReadLimit(maxFrame)
 	_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
 	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
+	var lastLimited time.Time // when the client was last told it sends too fast
 	for {
 		// The loop waits here, for the next frame's header; the frame itself is read apart.
 		_, r, err := c.ws.NextReader()
@@ -252,7 +253,11 @@ func (c *conn) readLoop(ctx context.Context, handle func(context.Context, []byte
 			return
 		}
 		if !c.limit.Allow() { // the next NextReader skips what is left of this frame
-			c.sendError(kefu.Errorf("api.read", kefu.RateLimited, "too many messages: slow down"), nil)
+			// Told once a second at most: a flood must not fill its own queue with errors.
+			if now := time.Now(); now.Sub(lastLimited) >= time.Second {
+				lastLimited = now
+				c.sendError(kefu.Errorf("api.read", kefu.RateLimited, "too many messages: slow down"), nil)
+			}
 			continue
 		}
 		if !c.flight.enter() {
