@@ -165,9 +165,6 @@ func (c *conn) queued() int {
 // Enqueue queues a frame; a connection that cannot keep up is closed with 4008 and resumes
 // from its last seq when it reconnects.
 func (c *conn) Enqueue(frame []byte) bool {
-	if c.closing() {
-		return false
-	}
 	c.mu.Lock()
 	if c.closing() { // the writer's last pass may have been: nothing would send it
 		c.mu.Unlock()

@@ -8,8 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	lru "github.com/hashicorp/golang-lru/v2"
-
 	"github.com/kefu-dev/kefu"
 )
 
@@ -193,26 +191,6 @@ func (c *onnxModel) embedTexts(ctx context.Context, texts []string) ([][]float32
 	return out, nil
 }
 
-// embedCache keeps the sentence embeddings of the messages Understand saw last: a turn
-// classifies a message and then searches knowledge with the same text, and the second model
-// run is saved. Safe for concurrent use.
-type embedCache struct {
-	once  sync.Once
-	cache *lru.Cache[string, []float32]
-}
-
-const embedCacheSize = 2048
-
-func (e *embedCache) lru() *lru.Cache[string, []float32] {
-	e.once.Do(func() { e.cache, _ = lru.New[string, []float32](embedCacheSize) }) // fails only for a size ≤ 0
-	return e.cache
-}
-
-func (e *embedCache) put(texts []string, vecs [][]float32) {
-	c := e.lru()
-	for i, t := range texts {
-		c.Add(t, vecs[i])
-	}
-}
-
-func (e *embedCache) get(text string) ([]float32, bool) { return e.lru().Get(text) }
+// recentSize is how many messages' embeddings a classifier keeps: a turn classifies a message
+// and then searches knowledge with the same text, and the second model run is saved.
+const recentSize = 2048

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	ort "github.com/yalue/onnxruntime_go"
 
 	"github.com/kefu-dev/kefu"
@@ -66,7 +67,7 @@ type Result struct {
 type Classifier struct {
 	*onnxModel
 
-	recent embedCache // embeddings of recent messages, for the knowledge search that follows
+	recent *lru.Cache[string, []float32] // embeddings of recent messages, for the knowledge search that follows
 }
 
 // onnxModel is an ONNX Runtime session and the tokenizer that feeds it: what Classifier and
@@ -229,8 +230,13 @@ func open(path string, meta Meta, tok *Tokenizer, labels []string, labelsFrom, m
 	if err != nil {
 		return nil, err
 	}
-	c := &Classifier{onnxModel: m}
-	c.ran = c.recent.put
+	recent, _ := lru.New[string, []float32](recentSize) // fails only for a size ≤ 0
+	c := &Classifier{onnxModel: m, recent: recent}
+	c.ran = func(texts []string, vecs [][]float32) {
+		for i, t := range texts {
+			recent.Add(t, vecs[i])
+		}
+	}
 	c.startBatching()
 	return c, nil
 }
@@ -548,7 +554,7 @@ func (c *Classifier) Embed(ctx context.Context, texts []string) ([][]float32, er
 		return nil, kefu.Errorf("nlu.Embed", kefu.Invalid, "model %s has no sentence embedding output (embedding, last_hidden_state or pooler_output)", c.meta.Version)
 	}
 	if len(texts) == 1 { // a customer's message, most likely just classified
-		if v, ok := c.recent.get(texts[0]); ok {
+		if v, ok := c.recent.Get(texts[0]); ok {
 			return [][]float32{v}, nil
 		}
 	}

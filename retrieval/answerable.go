@@ -9,9 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-
-	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/kefu-dev/kefu"
 )
@@ -44,13 +41,12 @@ var featureNames = []string{"cosine", "margin", "coverage", "covered_terms", "de
 
 // findings are what a search found for a question, for the decision.
 type findings struct {
-	question string
-	terms    []string // Terms(question), split once per search
-	hits     []hit
-	denseTop string // the key the dense search ranked first
-	lexTop   string // the key the lexical search ranked first
-	// entryTerms gives an entry's terms (the store keeps them per entry version); nil: split.
-	entryTerms func(Entry) map[string]bool
+	question   string
+	terms      []string // Terms(question), split once per search
+	hits       []hit
+	denseTop   string                      // the key the dense search ranked first
+	lexTop     string                      // the key the lexical search ranked first
+	entryTerms func(Entry) map[string]bool // an entry's terms (Store.entryTermsOf)
 }
 
 // features of the question's best hit.
@@ -66,16 +62,7 @@ func (ev findings) features() []float64 {
 		second = max(second, o.score)
 	}
 	f[1] = h.score - second
-	if ev.terms == nil {
-		ev.terms = Terms(ev.question)
-	}
-	var have map[string]bool
-	if ev.entryTerms != nil {
-		have = ev.entryTerms(h.entry)
-	} else {
-		have = entryTerms(h.entry)
-	}
-	cov, n := coverage(ev.terms, have)
+	cov, n := coverage(ev.terms, ev.entryTerms(h.entry))
 	f[2] = cov
 	f[3] = math.Log1p(n)
 	if ev.denseTop == h.entry.Key {
@@ -118,26 +105,21 @@ func entryTerms(e Entry) map[string]bool {
 	return have
 }
 
-// entryTermCache keeps entryTerms per entry version: a published version never changes, and
-// splitting a long answer costs more than the rest of the decision.
-type entryTermCache struct {
-	once  sync.Once
-	cache *lru.Cache[entryVersion, map[string]bool]
-}
-
+// entryVersion names an entry's version, whose text never changes once published.
 type entryVersion struct {
 	id      int64
 	version int
 }
 
-func (c *entryTermCache) get(e Entry) map[string]bool {
-	c.once.Do(func() { c.cache, _ = lru.New[entryVersion, map[string]bool](4096) }) // fails only for a size ≤ 0
+// entryTermsOf is entryTerms, kept per entry version: splitting a long answer costs more than
+// the rest of the decision.
+func (s *Store) entryTermsOf(e Entry) map[string]bool {
 	k := entryVersion{e.ID, e.Version}
-	if have, ok := c.cache.Get(k); ok {
+	if have, ok := s.terms.Get(k); ok {
 		return have
 	}
 	have := entryTerms(e)
-	c.cache.Add(k, have)
+	s.terms.Add(k, have)
 	return have
 }
 

@@ -107,7 +107,7 @@ func (s *Store) find(ctx context.Context, db querier, question, lang string, k i
 // findVec is find with the question's embedding in sp made already.
 func (s *Store) findVec(ctx context.Context, db querier, sp *space, question string, vec []float32, lang string, k int) (findings, error) {
 	const op = "retrieval.Search"
-	ev := findings{question: question, terms: Terms(question), entryTerms: s.terms.get}
+	ev := findings{question: question, terms: Terms(question), entryTerms: s.entryTermsOf}
 	o := s.opts
 	// Both rankings go to PostgreSQL in one round trip, each with the entries of its topics
 	// (in lang where they have it). The dense one always runs: its cosine is the answer's

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -88,7 +89,7 @@ type Store struct {
 	opts      SearchOptions
 	stats     lexStats
 	related   relatedCache
-	terms     entryTermCache
+	terms     *lru.Cache[entryVersion, map[string]bool] // entryTermsOf
 	clock     importClock
 }
 
@@ -112,7 +113,8 @@ func (s *Store) space() *space { return s.sp.Load() }
 // NewStore returns a store that answers when the best phrasing's cosine similarity reaches
 // threshold.
 func NewStore(pool *pgxpool.Pool, e Embedder, threshold float64, log *slog.Logger) *Store {
-	s := &Store{pool: pool, threshold: threshold, log: log.With("component", "retrieval"), opts: DefaultSearch}
+	terms, _ := lru.New[entryVersion, map[string]bool](4096) // fails only for a size ≤ 0
+	s := &Store{pool: pool, threshold: threshold, log: log.With("component", "retrieval"), opts: DefaultSearch, terms: terms}
 	s.sp.Store(newSpace(e, nil))
 	return s
 }
