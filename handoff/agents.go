@@ -270,6 +270,34 @@ WHERE t.token_hash = $1 AND t.expires_at > $2`
 	return ag, nil
 }
 
+// SetPassword gives an account a new password and ends its logins: every token it holds is
+// revoked, so a console opened with the old password must log in again.
+func (a *Agents) SetPassword(ctx context.Context, agentID int64, password string) error {
+	const op = "handoff.SetPassword"
+	if len(password) < 8 {
+		return kefu.Errorf(op, kefu.Invalid, "a password needs at least 8 characters")
+	}
+	hash, err := hashPassword(password)
+	if err != nil {
+		return kefu.E(op, kefu.Internal, err)
+	}
+	b := &pgx.Batch{}
+	var n int64
+	b.Queue("UPDATE handoff_agent SET password_hash = $2 WHERE id = $1", agentID, hash).Exec(func(tag pgconn.CommandTag) error {
+		n = tag.RowsAffected()
+		return nil
+	})
+	b.Queue("DELETE FROM handoff_token WHERE agent_id = $1", agentID)
+	if err := pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() }); err != nil {
+		return kefu.E(op, kefu.Unavailable, err)
+	}
+	if n == 0 {
+		return kefu.Errorf(op, kefu.NotFound, "no account %d", agentID)
+	}
+	a.log.InfoContext(ctx, "password changed", "agent_id", agentID)
+	return nil
+}
+
 // SetStatus records an agent's presence.
 func (a *Agents) SetStatus(ctx context.Context, agentID int64, status string) error {
 	const op = "handoff.SetStatus"

@@ -82,6 +82,8 @@ type LoadReport struct {
 	Connections LoadConnections  `json:"connections"`
 	Messages    LoadMessages     `json:"messages"`
 	ReplyMs     LoadLatency      `json:"reply_latency_ms"`
+	AgentMs     *LoadLatency     `json:"agent_reply_latency_ms,omitempty"` // customer's message → the agent's reply, across instances
+	Agents      *LoadAgents      `json:"agents,omitempty"`
 	Errors      map[string]int64 `json:"errors"`
 	Server      LoadServer       `json:"server"`
 	Generator   *LoadGenerator   `json:"generator,omitempty"`
@@ -106,7 +108,9 @@ type LoadMessages struct {
 	Replied    int64   `json:"replied"`
 	Unanswered int64   `json:"unanswered"`
 	Skipped    int64   `json:"skipped"`
-	WarmSent   int64   `json:"warmup_sent,omitempty"` // sent and replied during -warmup: in no other figure
+	ToAgents   int64   `json:"to_agents,omitempty"`     // of sent: to a person (-agents), answered by them
+	AgentReply int64   `json:"agent_replied,omitempty"` // of replied: by a person
+	WarmSent   int64   `json:"warmup_sent,omitempty"`   // sent and replied during -warmup: in no other figure
 	WarmReply  int64   `json:"warmup_replied,omitempty"`
 	Rate       float64 `json:"rate_target"`
 	Achieved   float64 `json:"rate_achieved"`
@@ -197,6 +201,10 @@ func loadgenCmd(ctx context.Context, args []string, log *slog.Logger) error {
 	bare := fs.String("bare", "", "open plain WebSockets on this path (no session, no hello, no messages): for a baseline against -echo")
 	echo := fs.String("echo", "", "run a bare gorilla/websocket echo server on this address, with /metrics, as the baseline to compare with")
 	memProfile := fs.String("memprofile", "", "with -in-process: write a heap profile to this file when the connections are open and idle")
+	agents := fs.Int("agents", 0, "agent consoles to open (accounts loadgen-agent-N@loadgen.kefu.local made in -database-url's database, in every skill group); each accepts every offer and answers each customer message at once")
+	handoffShare := fs.Float64("handoff", 0, "with -agents: fraction of the active connections that ask for a person first and then talk to their agent")
+	agentChats := fs.Int("agent-chats", 10, "with -agents: conversations each agent takes at once")
+	agentTargets := fs.String("agent-targets", "", "with -agents: servers the consoles connect to, separated by commas (default: -targets, from the last)")
 	var cfg Config
 	bindServerFlags(fs, &cfg)
 	if err := fs.Parse(args); err != nil {
@@ -219,7 +227,17 @@ func loadgenCmd(ctx context.Context, args []string, log *slog.Logger) error {
 		}
 	}
 	o := loadRun{n: *n, active: *active, rate: *rate, poisson: *pace == "poisson", ramp: *ramp, hold: *hold, duration: *dur, warmup: *warmup,
-		replyTimeout: *replyTimeout, concurrency: *conc, bare: *bare, compress: *compress, utterances: utterances, memProfile: *memProfile, log: log}
+		replyTimeout: *replyTimeout, concurrency: *conc, bare: *bare, compress: *compress, utterances: utterances, memProfile: *memProfile, log: log,
+		agents: *agents, handoff: *handoffShare, agentChats: *agentChats, databaseURL: cfg.DatabaseURL}
+	if o.agents < 0 || o.handoff < 0 || o.handoff > 1 || o.agentChats < 1 || o.agentChats > 100 {
+		return errors.New("-agents must be ≥ 0, -handoff 0 to 1 and -agent-chats 1 to 100")
+	}
+	if o.handoff > 0 && o.agents == 0 {
+		return errors.New("-handoff needs -agents: nobody would answer the customers who ask for a person")
+	}
+	if o.agents > 0 && !*inProcess && cfg.DatabaseURL == "" {
+		return errors.New("-agents needs -database-url (the servers' database), where the agents' accounts are made")
+	}
 	for t := range strings.SplitSeq(*targets, ",") {
 		if t = strings.TrimRight(strings.TrimSpace(t), "/"); t != "" {
 			o.targets = append(o.targets, t)
@@ -227,6 +245,14 @@ func loadgenCmd(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	if len(o.targets) == 0 {
 		return errors.New("-targets: no server given")
+	}
+	for t := range strings.SplitSeq(*agentTargets, ",") {
+		if t = strings.TrimRight(strings.TrimSpace(t), "/"); t != "" {
+			o.agentTargets = append(o.agentTargets, t)
+		}
+	}
+	if len(o.agentTargets) == 0 {
+		o.agentTargets = o.targets
 	}
 	o.procs = *procs
 	if o.procs <= 0 {
@@ -328,11 +354,17 @@ type loadRun struct {
 	utterances         []string
 	memProfile         string
 	log                *slog.Logger
+	agents, agentChats int
+	handoff            float64
+	agentTargets       []string
+	databaseURL        string // where the agents' accounts are made (sockets mode)
 
 	childEnv []string  // extra environment for worker processes (tests)
 	out      io.Writer // the progress lines; nil: stderr
 	sample   func() []LoadSample
 	dialer   loadDialer // in-process: the workers share the memory dialer
+	// openDesk opens the agents' consoles; nil: openSocketDesk.
+	openDesk func(ctx context.Context) (*loadDesk, error)
 }
 
 // specs splits the run between its workers.
@@ -346,7 +378,7 @@ func (o *loadRun) specs() []loadSpec {
 		}
 		share := float64(conns) / float64(o.n)
 		out = append(out, loadSpec{Worker: i, Conns: conns, First: first, Targets: o.targets, Sources: o.sources,
-			Active: o.active, Rate: o.rate * share, Poisson: o.poisson, Ramp: o.ramp * share,
+			Active: o.active, Handoff: o.handoff, Rate: o.rate * share, Poisson: o.poisson, Ramp: o.ramp * share,
 			Concurrency: max(1, int(math.Round(float64(o.concurrency)*share))), ReplyTimeout: o.replyTimeout,
 			Duration: o.duration, Warmup: o.warmup, Bare: o.bare, Compress: o.compress, Utterances: o.utterances})
 		first += conns
@@ -372,6 +404,18 @@ func (o *loadRun) run(ctx context.Context) (LoadReport, error) {
 	}
 	if o.dialer != nil {
 		rep.Mode, rep.Targets, rep.Sources = "in-process", nil, o.sources
+	}
+	var desk *loadDesk
+	if o.agents > 0 {
+		open := o.openDesk
+		if open == nil {
+			open = o.openSocketDesk
+		}
+		var err error
+		if desk, err = open(ctx); err != nil {
+			return LoadReport{}, fmt.Errorf("agents: %w", err)
+		}
+		o.log.Info("agents online", "agents", desk.online.Load(), "of", o.agents)
 	}
 	before := o.sample()
 	updates := make(chan loadStats, 64)
@@ -487,6 +531,10 @@ func (o *loadRun) run(ctx context.Context) (LoadReport, error) {
 	}
 	o.progress(time.Since(start), latest, "done")
 	o.fill(&rep, latest, before, idle, end)
+	if desk != nil {
+		desk.close()
+		rep.Agents = desk.report()
+	}
 	if !opened.IsZero() {
 		rep.Connections.Seconds = round4(opened.Sub(start).Seconds())
 	}
@@ -499,7 +547,7 @@ func (o *loadRun) run(ctx context.Context) (LoadReport, error) {
 
 // fill sums the workers' last snapshots and the server samples into rep.
 func (o *loadRun) fill(rep *LoadReport, latest []loadStats, before, idle, end []LoadSample) {
-	var lat, opening histSnapshot
+	var lat, agentLat, opening histSnapshot
 	rep.Connections.Target = o.n
 	rep.Messages.Rate = o.rate
 	if o.duration <= 0 {
@@ -511,6 +559,9 @@ func (o *loadRun) fill(rep *LoadReport, latest []loadStats, before, idle, end []
 		rep.Messages.Sent += s.Sent
 		rep.Messages.Replied += s.Replied
 		rep.Messages.Skipped += s.Skipped
+		rep.Messages.ToAgents += s.ToAgents
+		rep.Messages.AgentReply += s.AgentReplied
+		agentLat.add(s.AgentLatency)
 		rep.Messages.WarmSent += s.WarmSent
 		rep.Messages.WarmReply += s.WarmReplied
 		for k, v := range s.Errors {
@@ -529,6 +580,10 @@ func (o *loadRun) fill(rep *LoadReport, latest []loadStats, before, idle, end []
 	}
 	rep.Messages.Unanswered = rep.Messages.Sent - rep.Messages.Replied
 	rep.ReplyMs = latencyOfHist(lat)
+	if o.agents > 0 {
+		l := latencyOfHist(agentLat)
+		rep.AgentMs = &l
+	}
 	rep.Connections.OpenMs = latencyOfHist(opening)
 	sum := func(ss []LoadSample) LoadSample {
 		var t LoadSample
@@ -572,8 +627,8 @@ func (o *loadRun) fill(rep *LoadReport, latest []loadStats, before, idle, end []
 
 // progress prints one line to stderr.
 func (o *loadRun) progress(elapsed time.Duration, latest []loadStats, phase string) {
-	var est, failed, open, sent, replied, skipped, errs, warm int64
-	var lat histSnapshot
+	var est, failed, open, sent, replied, skipped, errs, warm, toAgents int64
+	var lat, agentLat histSnapshot
 	var rss int64
 	for _, s := range latest {
 		est += s.Established
@@ -587,10 +642,15 @@ func (o *loadRun) progress(elapsed time.Duration, latest []loadStats, phase stri
 			errs += v
 		}
 		lat.add(s.Latency)
+		agentLat.add(s.AgentLatency)
+		toAgents += s.ToAgents
 		rss += s.RSS
 	}
 	line := fmt.Sprintf("loadgen %5.0fs %-8s conns %d/%d open (%d established, %d failed) | msgs %d sent, %d replied, %d skipped | reply p50 %.1fms p99 %.1fms | errors %d",
 		elapsed.Seconds(), phase, open, o.n, est, failed, sent, replied, skipped, lat.quantile(0.5), lat.quantile(0.99), errs)
+	if o.agents > 0 {
+		line += fmt.Sprintf(" | to agents %d, their reply p50 %.1fms p99 %.1fms", toAgents, agentLat.quantile(0.5), agentLat.quantile(0.99))
+	}
 	if warm > 0 {
 		line += fmt.Sprintf(" | warm-up %d sent", warm)
 	}
@@ -773,6 +833,11 @@ func (o *loadRun) runInProcess(ctx context.Context, cfg Config) (LoadReport, err
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 	o.dialer = newMemDialer(ln, o.concurrency, o.compress)
+	o.openDesk = func(ctx context.Context) (*loadDesk, error) {
+		dialer := &websocket.Dialer{HandshakeTimeout: 10 * time.Second,
+			NetDialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return ln.Dial(ctx, nil) }}
+		return openLoadDesk(ctx, m.pool, o.agents, o.agentChats, []string{"http://kefu.mem"}, o.dialer.http(), dialer, o.log)
+	}
 	// The server loads the Chinese dictionary in the background; the baseline has it, and not
 	// the start-up's garbage (loading the models, seeding).
 	retrieval.WarmLexical()

@@ -21,7 +21,8 @@ import (
 // from two source addresses, held by two worker processes (the test binary re-executed, see
 // TestMain), a tenth of them sending 20 messages a second in all for a few seconds. Every
 // connection opens, every message gets the bot's reply, nothing fails, and the server's
-// memory is read from its metrics.
+// memory is read from its metrics. Two agents answer the fifth of the senders who ask for a
+// person.
 func TestLoadgen(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a load run")
@@ -30,12 +31,14 @@ func TestLoadgen(t *testing.T) {
 	o := &loadRun{n: 200, targets: []string{m.URL}, metrics: []string{m.URL + "/metrics"}, sources: 2, procs: 2,
 		active: 0.1, rate: 20, poisson: true, ramp: 400, concurrency: 32, hold: time.Second, duration: 4 * time.Second,
 		replyTimeout: 10 * time.Second, utterances: loadUtterances, log: slog.New(slog.NewTextHandler(t.Output(), nil)),
-		childEnv: []string{"KEFU_TEST_RUN_MAIN=1", "KEFU_LOG_LEVEL=WARN"}, out: t.Output()}
+		childEnv: []string{"KEFU_TEST_RUN_MAIN=1", "KEFU_LOG_LEVEL=WARN"}, out: t.Output(),
+		agents: 2, handoff: 0.2, agentChats: 10, agentTargets: []string{m.URL}, databaseURL: m.Config.DatabaseURL}
 	rep, err := o.run(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkLoadReport(t, rep, 200)
+	checkAgents(t, rep, 2)
 	if rep.Server.Before.RSS == 0 || rep.Server.Idle.Goroutines <= rep.Server.Before.Goroutines {
 		t.Errorf("server figures not read: %+v", rep.Server)
 	}
@@ -45,7 +48,8 @@ func TestLoadgen(t *testing.T) {
 }
 
 // TestLoadgenInProcess runs the server and 2,000 customers in this process over in-memory
-// connections, as `kefu loadgen -in-process` does for 100,000.
+// connections, as `kefu loadgen -in-process` does for 100,000; three agents answer the
+// customers who ask for a person.
 func TestLoadgenInProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a load run")
@@ -55,13 +59,15 @@ func TestLoadgenInProcess(t *testing.T) {
 		EncoderDir: "../../models/encoder", KBAnswerability: "../../models/answerability", KBFallback: "en",
 		Demo: true, KBThreshold: 0.6, EscalateAfter: 2, RouteInterval: 200 * time.Millisecond, DemoPassword: "demo-password"}
 	o := &loadRun{n: 2000, sources: 4, active: 0.05, rate: 50, poisson: true, ramp: 2000, concurrency: 64,
-		hold: time.Second, duration: 4 * time.Second, replyTimeout: 10 * time.Second, utterances: loadUtterances,
-		log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})), out: t.Output()}
+		hold: time.Second, duration: 5 * time.Second, replyTimeout: 10 * time.Second, utterances: loadUtterances,
+		log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})), out: t.Output(),
+		agents: 3, handoff: 0.3, agentChats: 10}
 	rep, err := o.runInProcess(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	checkLoadReport(t, rep, 2000)
+	checkAgents(t, rep, 3)
 	if rep.Mode != "in-process" || rep.Server.Idle.RSS == 0 || rep.Server.Idle.Goroutines < 2000 {
 		t.Errorf("process figures: %+v", rep.Server)
 	}
@@ -80,11 +86,29 @@ func checkLoadReport(t *testing.T, rep LoadReport, n int) {
 	if msgs.Sent < 10 || msgs.Replied != msgs.Sent || msgs.Skipped != 0 {
 		t.Errorf("messages: %d sent, %d replied, %d skipped", msgs.Sent, msgs.Replied, msgs.Skipped)
 	}
-	if rep.ReplyMs.Count != uint64(msgs.Replied) || rep.ReplyMs.P50 <= 0 || rep.ReplyMs.P99 < rep.ReplyMs.P50 || rep.ReplyMs.Max < rep.ReplyMs.P99 {
+	if rep.ReplyMs.Count != uint64(msgs.Replied-msgs.AgentReply) || rep.ReplyMs.P50 <= 0 || rep.ReplyMs.P99 < rep.ReplyMs.P50 || rep.ReplyMs.Max < rep.ReplyMs.P99 {
 		t.Errorf("reply latency %+v", rep.ReplyMs)
 	}
 	if len(rep.Errors) > 0 {
 		t.Errorf("errors: %v", rep.Errors)
+	}
+}
+
+// checkAgents: every agent's console opened, customers who asked for a person were offered
+// to them, and each message a customer sent to a person got that person's reply.
+func checkAgents(t *testing.T, rep LoadReport, agents int) {
+	t.Helper()
+	t.Logf("agents %+v, their replies ms %+v", rep.Agents, rep.AgentMs)
+	a := rep.Agents
+	if a == nil || a.Online != int64(agents) || a.Offered == 0 || len(a.Errors) > 0 {
+		t.Fatalf("agents: %+v", a)
+	}
+	msgs := rep.Messages
+	if msgs.ToAgents == 0 || msgs.AgentReply != msgs.ToAgents || a.Replies < msgs.ToAgents {
+		t.Errorf("%d messages to agents, %d answered by them; the agents sent %d replies", msgs.ToAgents, msgs.AgentReply, a.Replies)
+	}
+	if rep.AgentMs == nil || rep.AgentMs.Count != uint64(msgs.AgentReply) || rep.AgentMs.P50 <= 0 {
+		t.Errorf("agents' reply latency %+v", rep.AgentMs)
 	}
 }
 

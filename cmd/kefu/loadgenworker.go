@@ -40,9 +40,11 @@ type loadWorker struct {
 
 	established, failed, open atomic.Int64
 	sent, replied, skipped    atomic.Int64
+	toAgents, agentReplied    atomic.Int64 // of sent and replied: the messages to a person and their replies
 	warmSent, warmReplied     atomic.Int64 // during the warm-up
 	measureFrom               atomic.Int64 // worker clock: messages sent before are the warm-up's
 	latency, opening          loadHist
+	agentLatency              loadHist    // a person's replies (latency is the bot's)
 	closing                   atomic.Bool // the worker is closing its connections: reads that end are no errors
 	readers                   sync.WaitGroup
 
@@ -59,7 +61,8 @@ type loadSpec struct {
 	Targets      []string      `json:"targets"`
 	Sources      int           `json:"sources"` // source addresses 127.0.0.1…127.0.0.Sources
 	Active       float64       `json:"active"`
-	Rate         float64       `json:"rate"` // this worker's messages per second
+	Handoff      float64       `json:"handoff,omitempty"` // of the active connections: those that talk to a person
+	Rate         float64       `json:"rate"`              // this worker's messages per second
 	Poisson      bool          `json:"poisson"`
 	Ramp         float64       `json:"ramp"` // this worker's connections per second
 	Concurrency  int           `json:"concurrency"`
@@ -182,17 +185,26 @@ type loadConn struct {
 	earlySeq, earlyAt int64
 	warm              bool // sent during the warm-up
 	n                 int  // messages sent
+	// A customer who talks to a person (person) asks for one with its first message (asked),
+	// waits in the queue, then talks to the agent: the reply to a message sent to the agent
+	// (toAgent) is the agent's message.
+	person, asked, toAgent bool
 }
 
 const (
 	connReady uint8 = iota // the bot has the conversation: messages may go
-	connAway               // queued for or talking to a person: the bot will not reply
+	connAway               // queued for a person (or, for a customer who wants the bot, talking to one): nobody will reply
+	connAgent              // a person has the conversation and answers (customers who asked for one)
 	connDead
 )
+
+// loadAskForPerson is what a customer who wants a person says first.
+var loadAskForPerson = [][]byte{[]byte(`"转人工"`), []byte(`"I want to talk to a human"`)}
 
 func newLoadWorker(spec loadSpec, dial loadDialer) *loadWorker {
 	w := &loadWorker{spec: spec, dial: dial, start: time.Now(), conns: make([]*loadConn, spec.Conns), errors: map[string]int64{}}
 	w.latency.init()
+	w.agentLatency.init()
 	w.opening.init()
 	for _, u := range spec.Utterances {
 		b, _ := json.Marshal(u)
@@ -295,6 +307,8 @@ func (w *loadWorker) openAll(ctx context.Context) {
 	w.mu.Lock()
 	for i, c := range w.conns {
 		if c != nil && w.spec.isActive(i) {
+			k := float64(len(w.active))
+			c.person = math.Floor((k+1)*w.spec.Handoff) > math.Floor(k*w.spec.Handoff)
 			w.active = append(w.active, c)
 		}
 	}
@@ -525,14 +539,30 @@ func (w *loadWorker) handle(c *loadConn, data []byte) {
 		}
 	case "message":
 		var m loadMessage
-		if json.Unmarshal(f.Message, &m) != nil || m.Role != "bot" {
+		if json.Unmarshal(f.Message, &m) != nil {
+			return
+		}
+		if m.Role == "agent" {
+			if !c.pending || !c.toAgent {
+				return
+			}
+			if c.ackSeq > 0 && m.Seq > c.ackSeq {
+				w.answered(c, now)
+			} else if c.ackSeq == 0 && c.earlySeq == 0 {
+				c.earlySeq, c.earlyAt = m.Seq, now
+			}
+			return
+		}
+		if m.Role != "bot" {
 			return
 		}
 		if m.Meta.Event == "escalated" {
 			c.state = connAway // the state frame that follows says so too
-			w.countError("escalated to a person (left the queue)")
+			if !c.person {
+				w.countError("escalated to a person (left the queue)")
+			}
 		}
-		if !c.pending {
+		if !c.pending || c.toAgent {
 			return
 		}
 		if c.ackSeq > 0 && m.Seq > c.ackSeq {
@@ -545,6 +575,13 @@ func (w *loadWorker) handle(c *loadConn, data []byte) {
 		case "bot", "closed": // a closed conversation opens again at the next message
 			c.state = connReady
 		case "queued", "agent":
+			if c.person && c.state != connDead {
+				c.state = connAway
+				if f.State == "agent" {
+					c.state = connAgent
+				}
+				return
+			}
 			// The bot does not answer a customer waiting for a person: leave the queue (the
 			// bot takes the conversation back) rather than keep a connection that cannot be
 			// measured. The write waits for the sender's, if any.
@@ -574,8 +611,13 @@ func (w *loadWorker) answered(c *loadConn, at int64) {
 		w.warmReplied.Add(1)
 		return
 	}
-	w.latency.record(time.Duration(at - c.sentAt))
 	w.replied.Add(1)
+	if c.toAgent {
+		w.agentLatency.record(time.Duration(at - c.sentAt))
+		w.agentReplied.Add(1)
+		return
+	}
+	w.latency.record(time.Duration(at - c.sentAt))
 }
 
 // send sends the worker's share of the messages for the spec's duration, paced evenly or as
@@ -670,14 +712,18 @@ func (w *loadWorker) skip(n int64) {
 // sendOne sends a message on c if it is free.
 func (w *loadWorker) sendOne(c *loadConn, rng *rand.Rand) bool {
 	c.mu.Lock()
-	if c.pending || c.state != connReady {
+	if c.pending || (c.state != connReady && c.state != connAgent) {
 		c.mu.Unlock()
 		return false
 	}
 	c.n++
 	c.clientID = "lg" + strconv.Itoa(w.spec.Worker) + "-" + strconv.FormatUint(rng.Uint64(), 36) + "-" + strconv.Itoa(c.n)
 	c.pending, c.ackSeq, c.earlySeq, c.earlyAt = true, 0, 0, 0
+	c.toAgent = c.state == connAgent
 	text := w.texts[rng.IntN(len(w.texts))]
+	if c.person && !c.asked {
+		c.asked, text = true, loadAskForPerson[c.n%len(loadAskForPerson)]
+	}
 	frame := make([]byte, 0, 64+len(c.clientID)+len(text))
 	frame = append(frame, `{"type":"message","client_id":"`...)
 	frame = append(frame, c.clientID...)
@@ -686,10 +732,15 @@ func (w *loadWorker) sendOne(c *loadConn, rng *rand.Rand) bool {
 	frame = append(frame, '}')
 	c.sentAt = w.now()
 	c.warm = c.sentAt < w.measureFrom.Load()
+	toAgent := c.toAgent
 	c.mu.Unlock()
-	if c.warm {
+	switch {
+	case c.warm:
 		w.warmSent.Add(1)
-	} else {
+	case toAgent:
+		w.sent.Add(1)
+		w.toAgents.Add(1)
+	default:
 		w.sent.Add(1)
 	}
 	if err := c.write(frame); err != nil {
@@ -718,7 +769,11 @@ func (w *loadWorker) sweep(active []*loadConn, done <-chan struct{}) {
 			c.mu.Lock()
 			if c.pending && now-c.sentAt > limit {
 				c.pending = false
-				w.countError("unanswered: reply timeout")
+				if c.toAgent {
+					w.countError("unanswered by the agent: reply timeout")
+				} else {
+					w.countError("unanswered: reply timeout")
+				}
 			}
 			c.mu.Unlock()
 		}
@@ -740,6 +795,7 @@ func (w *loadWorker) closeAll() {
 func (w *loadWorker) stats(phase string) loadStats {
 	s := loadStats{Worker: w.spec.Worker, Phase: phase, Established: w.established.Load(), Failed: w.failed.Load(),
 		Open: w.open.Load(), Sent: w.sent.Load(), Replied: w.replied.Load(), Skipped: w.skipped.Load(),
+		ToAgents: w.toAgents.Load(), AgentReplied: w.agentReplied.Load(), AgentLatency: w.agentLatency.snapshot(),
 		WarmSent: w.warmSent.Load(), WarmReplied: w.warmReplied.Load(),
 		Latency: w.latency.snapshot(), Opening: w.opening.snapshot(), RSS: selfRSS(), Goroutines: runtime.NumGoroutine(), BaseRSS: w.base}
 	w.mu.Lock()
@@ -753,23 +809,26 @@ func (w *loadWorker) stats(phase string) loadStats {
 
 // loadStats is a worker's counts so far, as it reports them.
 type loadStats struct {
-	Worker      int              `json:"worker"`
-	Phase       string           `json:"phase"` // opening, opened, sending, sent, done
-	Established int64            `json:"established"`
-	Failed      int64            `json:"failed"`
-	Open        int64            `json:"open"`
-	Sent        int64            `json:"sent"`
-	Replied     int64            `json:"replied"`
-	Skipped     int64            `json:"skipped"`
-	WarmSent    int64            `json:"warm_sent"`
-	WarmReplied int64            `json:"warm_replied"`
-	Errors      map[string]int64 `json:"errors"`
-	Latency     histSnapshot     `json:"latency"`
-	Opening     histSnapshot     `json:"opening"`
-	RSS         int64            `json:"rss_bytes"`
-	Goroutines  int              `json:"goroutines"`
-	Held        loadHeld         `json:"held"`     // in the last snapshot: before the connections closed
-	BaseRSS     int64            `json:"base_rss"` // before any connection
+	Worker       int              `json:"worker"`
+	Phase        string           `json:"phase"` // opening, opened, sending, sent, done
+	Established  int64            `json:"established"`
+	Failed       int64            `json:"failed"`
+	Open         int64            `json:"open"`
+	Sent         int64            `json:"sent"`
+	Replied      int64            `json:"replied"`
+	Skipped      int64            `json:"skipped"`
+	ToAgents     int64            `json:"to_agents,omitempty"`
+	AgentReplied int64            `json:"agent_replied,omitempty"`
+	AgentLatency histSnapshot     `json:"agent_latency"`
+	WarmSent     int64            `json:"warm_sent"`
+	WarmReplied  int64            `json:"warm_replied"`
+	Errors       map[string]int64 `json:"errors"`
+	Latency      histSnapshot     `json:"latency"`
+	Opening      histSnapshot     `json:"opening"`
+	RSS          int64            `json:"rss_bytes"`
+	Goroutines   int              `json:"goroutines"`
+	Held         loadHeld         `json:"held"`     // in the last snapshot: before the connections closed
+	BaseRSS      int64            `json:"base_rss"` // before any connection
 }
 
 // loadHeld is a worker as it was when told to quit, its connections still open.

@@ -1,0 +1,319 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kefu-dev/kefu"
+	"github.com/kefu-dev/kefu/handoff"
+)
+
+// LoadAgents is what the load generator's agents did: consoles opened, conversations
+// offered and accepted, customer messages answered, and what went wrong.
+type LoadAgents struct {
+	Agents   int              `json:"agents"`
+	Online   int64            `json:"online"`
+	Targets  []string         `json:"targets"`
+	Offered  int64            `json:"offered"`
+	Received int64            `json:"customer_messages"`
+	Replies  int64            `json:"replies"`
+	Errors   map[string]int64 `json:"errors,omitempty"`
+}
+
+// loadDesk is the load generator's agents: accounts it makes in the servers' database (in
+// every skill group, so that any escalation can reach them), each with a console on one of
+// the targets — the targets taken from the last, so that with several instances a
+// customer's agent is mostly on another instance than the customer. An agent accepts every
+// offer and answers each customer message at once.
+type loadDesk struct {
+	n, chats int
+	targets  []string // base URLs the consoles connect to
+	client   *http.Client
+	dialer   *websocket.Dialer
+	log      *slog.Logger
+
+	online, offered, received, replies atomic.Int64
+	closing                            atomic.Bool // the consoles are being closed: reads that end are no errors
+	mu                                 sync.Mutex
+	errors                             map[string]int64
+	conns                              []*websocket.Conn
+	wg                                 sync.WaitGroup
+}
+
+// loadAgentEmail is the login of the load generator's agent i.
+func loadAgentEmail(i int) string { return fmt.Sprintf("loadgen-agent-%d@loadgen.kefu.local", i) }
+
+// prepare makes (or takes back) the agents' accounts with a new password each run, and puts
+// them in every skill group. It returns the password.
+func (d *loadDesk) prepare(ctx context.Context, pool *pgxpool.Pool) (string, error) {
+	b := make([]byte, 18)
+	_, _ = rand.Read(b)
+	password := hex.EncodeToString(b)
+	agents := handoff.NewAgents(pool, d.log)
+	existing, err := agents.List(ctx)
+	if err != nil {
+		return "", err
+	}
+	byEmail := map[string]handoff.Agent{}
+	for _, a := range existing {
+		byEmail[a.Email] = a
+	}
+	ids := make([]int64, 0, d.n)
+	for i := range d.n {
+		email := loadAgentEmail(i)
+		if a, ok := byEmail[email]; ok {
+			if err := agents.SetPassword(ctx, a.ID, password); err != nil {
+				return "", err
+			}
+			if _, err := agents.Update(ctx, a.ID, handoff.AgentChange{MaxChats: &d.chats}); err != nil {
+				return "", err
+			}
+			ids = append(ids, a.ID)
+			continue
+		}
+		a, err := agents.Create(ctx, handoff.Agent{Email: email, Name: "Load agent " + strconv.Itoa(i), MaxChats: d.chats,
+			Roles: []string{handoff.RoleAgent}}, password)
+		if err != nil {
+			return "", fmt.Errorf("agent %s: %w", email, err)
+		}
+		ids = append(ids, a.ID)
+	}
+	desk := handoff.NewDesk(pool)
+	groups, err := desk.Groups(ctx)
+	if err != nil {
+		return "", err
+	}
+	if len(groups) == 0 {
+		return "", errors.New("the database has no skill group for the agents to join (serve with -demo, or make one on the supervisor page)")
+	}
+	for _, g := range groups {
+		for _, id := range ids {
+			if !slices.Contains(g.Members, id) {
+				g.Members = append(g.Members, id)
+			}
+		}
+		if _, err := desk.SaveGroup(ctx, g); err != nil {
+			return "", fmt.Errorf("skill group %s: %w", g.Name, err)
+		}
+	}
+	return password, nil
+}
+
+// start logs every agent in and opens their consoles; it returns once all are online (or
+// failed, counted in the errors).
+func (d *loadDesk) start(ctx context.Context, password string) {
+	var wg sync.WaitGroup
+	for i := range d.n {
+		wg.Go(func() {
+			target := d.targets[(len(d.targets)-1-i%len(d.targets)+len(d.targets))%len(d.targets)]
+			ws, err := d.open(ctx, target, loadAgentEmail(i), password)
+			if err != nil {
+				d.count("open: " + err.Error())
+				return
+			}
+			d.mu.Lock()
+			d.conns = append(d.conns, ws)
+			d.mu.Unlock()
+			d.online.Add(1)
+			d.wg.Go(func() { d.serve(ctx, i, ws) })
+		})
+	}
+	wg.Wait()
+}
+
+// open logs in, says hello and goes online.
+func (d *loadDesk) open(ctx context.Context, base, email, password string) (*websocket.Conn, error) {
+	body, _ := json.Marshal(map[string]string{"email": email, "password": password})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/agent/login", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return nil, errors.New("login: " + netErrorKind(err))
+	}
+	var login struct {
+		Token string `json:"token"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&login)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || err != nil || login.Token == "" {
+		return nil, fmt.Errorf("login: HTTP %d", resp.StatusCode)
+	}
+	ws, _, err := d.dialer.DialContext(ctx, wsURL(base, "/ws/agent"), nil)
+	if err != nil {
+		return nil, errors.New("dial: " + netErrorKind(err))
+	}
+	_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if err := ws.WriteJSON(map[string]string{"type": "hello", "token": login.Token}); err != nil {
+		ws.Close()
+		return nil, errors.New("hello: " + netErrorKind(err))
+	}
+	for {
+		var f loadFrame
+		if err := ws.ReadJSON(&f); err != nil {
+			ws.Close()
+			return nil, errors.New("no welcome: " + netErrorKind(err))
+		}
+		if f.Type == "welcome" {
+			break
+		}
+		if f.Type == "error" {
+			ws.Close()
+			return nil, errors.New("hello refused: " + f.Code)
+		}
+	}
+	_ = ws.SetReadDeadline(time.Time{})
+	if err := ws.WriteJSON(map[string]string{"type": "presence", "status": handoff.Online}); err != nil {
+		ws.Close()
+		return nil, errors.New("presence: " + netErrorKind(err))
+	}
+	return ws, nil
+}
+
+// loadAgentFrame is what an agent reads of the server's frames.
+type loadAgentFrame struct {
+	Type       string `json:"type"`
+	Code       string `json:"code"`
+	Assignment struct {
+		SessionID int64 `json:"session_id"`
+	} `json:"assignment"`
+	Message struct {
+		SessionID int64  `json:"session_id"`
+		Role      string `json:"role"`
+	} `json:"message"`
+}
+
+// serve is one agent's console: it accepts offers, answers customers and beats the heart
+// until the connection closes.
+func (d *loadDesk) serve(ctx context.Context, i int, ws *websocket.Conn) {
+	var wmu sync.Mutex
+	write := func(v any) {
+		wmu.Lock()
+		defer wmu.Unlock()
+		_ = ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if err := ws.WriteJSON(v); err != nil {
+			d.count("write: " + netErrorKind(err))
+		}
+	}
+	beat := time.NewTicker(15 * time.Second)
+	defer beat.Stop()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-beat.C:
+				write(map[string]string{"type": "heartbeat"})
+			case <-stop:
+				return
+			}
+		}
+	}()
+	n := 0
+	for {
+		var f loadAgentFrame
+		if err := ws.ReadJSON(&f); err != nil {
+			var ce *websocket.CloseError
+			if !d.closing.Load() && !errors.As(err, &ce) {
+				d.count("console lost: " + netErrorKind(err))
+			}
+			return
+		}
+		switch f.Type {
+		case "assigned":
+			d.offered.Add(1)
+			write(map[string]any{"type": "accept", "session_id": f.Assignment.SessionID})
+		case "message":
+			if f.Message.Role != "customer" {
+				continue
+			}
+			d.received.Add(1)
+			n++
+			write(map[string]any{"type": "reply", "session_id": f.Message.SessionID,
+				"client_id": "lga" + strconv.Itoa(i) + "-" + strconv.Itoa(n), "text": "好的，我来帮您查一下。Let me check that for you."})
+			d.replies.Add(1)
+		case "error":
+			d.count("error frame: " + f.Code)
+		}
+	}
+}
+
+func (d *loadDesk) count(kind string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.errors[kind]++
+}
+
+// close closes the consoles and waits for them.
+func (d *loadDesk) close() {
+	d.closing.Store(true)
+	d.mu.Lock()
+	for _, ws := range d.conns {
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+		ws.Close()
+	}
+	d.mu.Unlock()
+	d.wg.Wait()
+}
+
+// report is what the agents did.
+func (d *loadDesk) report() *LoadAgents {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r := &LoadAgents{Agents: d.n, Online: d.online.Load(), Offered: d.offered.Load(), Received: d.received.Load(),
+		Replies: d.replies.Load(), Errors: map[string]int64{}}
+	for _, t := range d.targets {
+		if !slices.Contains(r.Targets, t) {
+			r.Targets = append(r.Targets, t)
+		}
+	}
+	for k, v := range d.errors {
+		r.Errors[k] = v
+	}
+	return r
+}
+
+// openLoadDesk prepares and opens the agents: accounts through pool, consoles on targets.
+func openLoadDesk(ctx context.Context, pool *pgxpool.Pool, n, chats int, targets []string, client *http.Client,
+	dialer *websocket.Dialer, log *slog.Logger) (*loadDesk, error) {
+	d := &loadDesk{n: n, chats: chats, targets: targets, client: client, dialer: dialer, log: log, errors: map[string]int64{}}
+	password, err := d.prepare(ctx, pool)
+	if err != nil {
+		return nil, kefu.E("loadgen.agents", "", err)
+	}
+	d.start(ctx, password)
+	if d.online.Load() == 0 {
+		d.close()
+		return nil, fmt.Errorf("no agent console opened: %v", d.report().Errors)
+	}
+	return d, nil
+}
+
+// openSocketDesk opens the agents over TCP, their accounts made through -database-url.
+func (o *loadRun) openSocketDesk(ctx context.Context) (*loadDesk, error) {
+	pool, err := pgxpool.New(ctx, o.databaseURL)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	client := &http.Client{Timeout: 30 * time.Second}
+	dialer := &websocket.Dialer{HandshakeTimeout: 10 * time.Second}
+	return openLoadDesk(ctx, pool, o.agents, o.agentChats, o.agentTargets, client, dialer, o.log)
+}
