@@ -152,6 +152,7 @@ func (s *Store) seedDemo(ctx context.Context, docs bool) (bool, error) {
 			}
 		}
 	}
+	defer s.analyze(ctx)
 	if !docs {
 		return true, nil
 	}

@@ -2,8 +2,11 @@ package retrieval_test
 
 import (
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kefu-dev/kefu"
 	"github.com/kefu-dev/kefu/internal/pgtest"
@@ -28,11 +31,14 @@ func TestStore(t *testing.T) {
 	t.Parallel()
 	enc := encoder(t)
 
-	type testBundle struct{ store *retrieval.Store }
+	type testBundle struct {
+		store *retrieval.Store
+		pool  *pgxpool.Pool
+	}
 	setup := func(t *testing.T) *testBundle {
 		t.Helper()
 		pool := pgtest.Schema(t, retrieval.Migrations())
-		return &testBundle{store: retrieval.NewStore(pool, enc, retrieval.DefaultThreshold, slog.New(slog.NewTextHandler(t.Output(), nil)))}
+		return &testBundle{store: retrieval.NewStore(pool, enc, retrieval.DefaultThreshold, slog.New(slog.NewTextHandler(t.Output(), nil))), pool: pool}
 	}
 
 	t.Run("DemoAnswersWithSource", func(t *testing.T) {
@@ -58,6 +64,26 @@ func TestStore(t *testing.T) {
 			if !a.Found || a.Source.Key != tt.key || a.Source.Language != tt.lang || a.Text == "" || a.Source.Version < 1 {
 				t.Errorf("Answer(%q) = found %v, %s/%s (score %.3f), want %s/%s", tt.q, a.Found, a.Source.Key, a.Source.Language, a.Score, tt.key, tt.lang)
 			}
+		}
+	})
+
+	// The seeded tables have planner statistics at once: the searches' prepared statements are
+	// not planned for empty tables (an HNSW scan of every vector) while autovacuum gets to them.
+	t.Run("SeedAnalyzes", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		if _, err := b.store.SeedDemo(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		var tables []string
+		err := b.pool.QueryRow(t.Context(), `SELECT coalesce(array_agg(relname::text ORDER BY relname::text), '{}') FROM pg_stat_user_tables
+WHERE schemaname = current_schema() AND relname IN ('retrieval_entry', 'retrieval_vector', 'retrieval_posting')
+  AND last_analyze IS NOT NULL`).Scan(&tables)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []string{"retrieval_entry", "retrieval_posting", "retrieval_vector"}; !slices.Equal(tables, want) {
+			t.Errorf("tables analyzed when seeded: %v, want %v", tables, want)
 		}
 	})
 
