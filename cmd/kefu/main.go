@@ -9,6 +9,7 @@
 //	kefu dialog bench          turn throughput and latency through the engine
 //	kefu kb import|eval|calibrate|bench  load an FAQ corpus; measure retrieval; time it at scale
 //	kefu handoff sim|bench     the routing queue against Erlang C; its speed at a large desk
+//	kefu accounts add|passwd|list  create an account (the first admin), reset a password, list them
 //
 // Run `kefu <command> -h` for the flags of each command; every flag also has an environment
 // variable, listed in the README.
@@ -73,10 +74,12 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 		return handoffCmd(ctx, args, log)
 	case "loadgen":
 		return loadgenCmd(ctx, args, log)
+	case "accounts":
+		return accountsCmd(ctx, args, log)
 	case "help", "-h", "--help":
-		fmt.Fprintln(os.Stderr, "usage: kefu [serve|migrate|pg|nlu|flows|test|dialog|kb|handoff|loadgen] [flags]")
+		fmt.Fprintln(os.Stderr, "usage: kefu [serve|migrate|pg|nlu|flows|test|dialog|kb|handoff|loadgen|accounts] [flags]")
 		return nil
 	default:
-		return fmt.Errorf("unknown command %q (want serve, migrate, pg, nlu, flows, test, dialog, kb, handoff or loadgen)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, migrate, pg, nlu, flows, test, dialog, kb, handoff, loadgen or accounts)", cmd)
 	}
 }
