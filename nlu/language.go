@@ -109,6 +109,9 @@ func (d *Detector) Detect(text string) string {
 		if vietnamese(text) {
 			return "vi"
 		}
+		if plainEnglish(text) {
+			return "en"
+		}
 		lead := leadWords
 		if s.words < 2 {
 			lead = leadOneWord
@@ -158,6 +161,40 @@ func findCandidate(candidates []languageCandidate, l lingua.Language) (languageC
 		}
 	}
 	return languageCandidate{}, false
+}
+
+// englishOnly are frequent English words that are no word of the other languages written in
+// Latin script that Detect tells apart (es, fr, de, pt, it, id, and Vietnamese typed without
+// its marks): "the", "my", "can", "it" and "do" are left out for that reason ("toi can biet",
+// "do" in Portuguese), "was", "will" and "still" for German.
+var englishOnly = map[string]bool{
+	"is": true, "are": true, "you": true, "your": true, "where": true, "what": true, "when": true,
+	"why": true, "how": true, "which": true, "who": true, "could": true, "would": true, "should": true,
+	"does": true, "did": true, "have": true, "this": true, "that": true, "with": true, "from": true,
+	"about": true, "please": true, "thanks": true, "thank": true, "not": true, "of": true, "for": true,
+	"and": true, "get": true, "want": true, "need": true, "there": true, "they": true, "we": true,
+	"our": true, "if": true, "i'm": true, "don't": true, "it's": true, "can't": true, "didn't": true,
+	"doesn't": true, "isn't": true, "haven't": true, "yet": true, "but": true, "what's": true,
+}
+
+// plainEnglish reports whether text, all ASCII, is English beyond doubt: two words or more
+// that only English has, and at least one in five of its words. lingua would say English too
+// (it is DefaultLanguage, which other languages must lead); this saves its n-gram lookups,
+// ≈0.1 ms of a turn, on most English messages.
+func plainEnglish(text string) bool {
+	words, marked := 0, 0
+	for w := range strings.FieldsFuncSeq(text, func(r rune) bool { return !unicode.IsLetter(r) && r != '\'' }) {
+		for _, r := range w {
+			if r >= 0x80 {
+				return false
+			}
+		}
+		words++
+		if englishOnly[strings.ToLower(strings.Trim(w, "'"))] {
+			marked++
+		}
+	}
+	return marked >= 2 && 5*marked >= words
 }
 
 // vietnamese reports whether half the words of NFC text or more hold a letter that, among the

@@ -121,7 +121,8 @@ func BenchmarkDetectLanguage(b *testing.B) {
 	for _, bb := range []struct{ name, in string }{
 		{"Chinese", "我的订单到哪了？"},               // script rule
 		{"MixedChineseEnglish", "我的order到哪了"}, // script rule
-		{"English", "Where is my order?"},     // lingua
+		{"English", "Where is my order?"},     // plain English: no lingua
+		{"EnglishShort", "is shipping free"},  // lingua
 		{"Spanish", "¿Dónde está mi pedido?"},
 		{"OneWord", "ok"},
 		{"Emoji", "👍"},
