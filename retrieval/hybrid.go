@@ -127,13 +127,18 @@ func (s *Store) findVec(ctx context.Context, db querier, sp *space, question str
 	})
 	if lq != nil {
 		if lq.generic {
-			// Local to the batch: a pipeline runs in one implicit transaction, to its Sync.
-			b.Queue(`SELECT set_config('plan_cache_mode', 'force_generic_plan', true)`)
+			// Local to the transaction (the batch's implicit one, or the caller's: AnswerTx),
+			// and put back as it was right after the statement.
+			b.Queue(`SELECT set_config('kefu.plan_cache_mode', current_setting('plan_cache_mode'), true),
+       set_config('plan_cache_mode', 'force_generic_plan', true)`)
 		}
 		b.Queue(lq.sql, lq.args...).Query(func(rows pgx.Rows) error {
 			lexical, lexErr = collectRanked(rows, o.Candidates, lang)
 			return nil
 		})
+		if lq.generic {
+			b.Queue(`SELECT set_config('plan_cache_mode', current_setting('kefu.plan_cache_mode'), true)`)
+		}
 	}
 	if err := db.SendBatch(ctx, b).Close(); err != nil {
 		return ev, kefu.E(op, kefu.Unavailable, err)

@@ -87,6 +87,35 @@ WHERE schemaname = current_schema() AND relname IN ('retrieval_entry', 'retrieva
 		}
 	})
 
+	// A search inside a caller's transaction forces the generic plan for its lexical statement
+	// only: the rest of the transaction plans as before.
+	t.Run("GenericPlanStaysInTheSearch", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		if _, err := b.store.SeedDemo(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		tx, err := b.pool.Begin(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback(t.Context()) //nolint:errcheck // read only
+		if _, err := tx.Exec(t.Context(), "SET LOCAL plan_cache_mode = force_custom_plan"); err != nil {
+			t.Fatal(err)
+		}
+		a, err := b.store.AnswerTx(t.Context(), tx, "退款多久到账", "zh")
+		if err != nil || !a.Found {
+			t.Fatalf("AnswerTx = %+v, %v", a, err)
+		}
+		var mode string
+		if err := tx.QueryRow(t.Context(), "SELECT current_setting('plan_cache_mode')").Scan(&mode); err != nil {
+			t.Fatal(err)
+		}
+		if mode != "force_custom_plan" {
+			t.Errorf("plan_cache_mode after the search = %q, want the transaction's force_custom_plan", mode)
+		}
+	})
+
 	t.Run("SeedOnlyOnce", func(t *testing.T) {
 		t.Parallel()
 		b := setup(t)

@@ -201,7 +201,7 @@ func loadgenCmd(ctx context.Context, args []string, log *slog.Logger) error {
 	bare := fs.String("bare", "", "open plain WebSockets on this path (no session, no hello, no messages): for a baseline against -echo")
 	echo := fs.String("echo", "", "run a bare gorilla/websocket echo server on this address, with /metrics, as the baseline to compare with")
 	memProfile := fs.String("memprofile", "", "with -in-process: write a heap profile to this file when the connections are open and idle")
-	agents := fs.Int("agents", 0, "agent consoles to open (accounts loadgen-agent-N@loadgen.kefu.local made in -database-url's database, in every skill group); each accepts every offer and answers each customer message at once")
+	agents := fs.Int("agents", 0, "agent consoles to open (accounts loadgen-agent-N@loadgen.kefu.local made in -database-url's database and added to every skill group, where they stay: for test databases); each accepts every offer, answers each customer message at once and closes what it holds at the end")
 	handoffShare := fs.Float64("handoff", 0, "with -agents: fraction of the active connections that ask for a person first and then talk to their agent")
 	agentChats := fs.Int("agent-chats", 10, "with -agents: conversations each agent takes at once")
 	agentTargets := fs.String("agent-targets", "", "with -agents: servers the consoles connect to, separated by commas (default: -targets, from the last)")
@@ -238,20 +238,11 @@ func loadgenCmd(ctx context.Context, args []string, log *slog.Logger) error {
 	if o.agents > 0 && !*inProcess && cfg.DatabaseURL == "" {
 		return errors.New("-agents needs -database-url (the servers' database), where the agents' accounts are made")
 	}
-	for t := range strings.SplitSeq(*targets, ",") {
-		if t = strings.TrimRight(strings.TrimSpace(t), "/"); t != "" {
-			o.targets = append(o.targets, t)
-		}
-	}
+	o.targets = baseURLs(*targets)
 	if len(o.targets) == 0 {
 		return errors.New("-targets: no server given")
 	}
-	for t := range strings.SplitSeq(*agentTargets, ",") {
-		if t = strings.TrimRight(strings.TrimSpace(t), "/"); t != "" {
-			o.agentTargets = append(o.agentTargets, t)
-		}
-	}
-	if len(o.agentTargets) == 0 {
+	if o.agentTargets = baseURLs(*agentTargets); len(o.agentTargets) == 0 {
 		o.agentTargets = o.targets
 	}
 	o.procs = *procs
@@ -279,6 +270,17 @@ func loadgenCmd(ctx context.Context, args []string, log *slog.Logger) error {
 		}
 	}
 	return printReport(o.run(ctx))
+}
+
+// baseURLs splits a comma-separated list of servers' base URLs (no trailing slash).
+func baseURLs(list string) []string {
+	var out []string
+	for t := range strings.SplitSeq(list, ",") {
+		if t = strings.TrimRight(strings.TrimSpace(t), "/"); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 func printReport(rep LoadReport, err error) error {
@@ -378,7 +380,7 @@ func (o *loadRun) specs() []loadSpec {
 		}
 		share := float64(conns) / float64(o.n)
 		out = append(out, loadSpec{Worker: i, Conns: conns, First: first, Targets: o.targets, Sources: o.sources,
-			Active: o.active, Handoff: o.handoff, Rate: o.rate * share, Poisson: o.poisson, Ramp: o.ramp * share,
+			Active: o.active, Handoff: o.handoff, Agents: o.agents > 0, Rate: o.rate * share, Poisson: o.poisson, Ramp: o.ramp * share,
 			Concurrency: max(1, int(math.Round(float64(o.concurrency)*share))), ReplyTimeout: o.replyTimeout,
 			Duration: o.duration, Warmup: o.warmup, Bare: o.bare, Compress: o.compress, Utterances: o.utterances})
 		first += conns
@@ -425,6 +427,9 @@ func (o *loadRun) run(ctx context.Context) (LoadReport, error) {
 		if err != nil {
 			for _, w := range workers {
 				w.cmd("quit")
+			}
+			if desk != nil {
+				desk.close()
 			}
 			return LoadReport{}, err
 		}

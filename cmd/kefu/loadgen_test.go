@@ -39,6 +39,14 @@ func TestLoadgen(t *testing.T) {
 	}
 	checkLoadReport(t, rep, 200)
 	checkAgents(t, rep, 2)
+	// The agents closed what they held: a second run against this database finds them free.
+	var held int
+	if err := m.pool.QueryRow(t.Context(), `SELECT coalesce(sum(active_chats), 0) FROM handoff_agent WHERE email LIKE 'loadgen-agent-%'`).Scan(&held); err != nil {
+		t.Fatal(err)
+	}
+	if held != 0 {
+		t.Errorf("the load agents still hold %d conversations after the run", held)
+	}
 	if rep.Server.Before.RSS == 0 || rep.Server.Idle.Goroutines <= rep.Server.Before.Goroutines {
 		t.Errorf("server figures not read: %+v", rep.Server)
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -39,7 +40,9 @@ type LoadAgents struct {
 // every skill group, so that any escalation can reach them), each with a console on one of
 // the targets — the targets taken from the last, so that with several instances a
 // customer's agent is mostly on another instance than the customer. An agent accepts every
-// offer and answers each customer message at once.
+// offer, answers each customer message at once, goes back online when an offer lapses, and
+// closes what it holds when the run ends (and what an earlier run left it when it starts), so
+// that runs against one database do not leave its agents full.
 type loadDesk struct {
 	n, chats int
 	targets  []string // base URLs the consoles connect to
@@ -51,8 +54,30 @@ type loadDesk struct {
 	closing                            atomic.Bool // the consoles are being closed: reads that end are no errors
 	mu                                 sync.Mutex
 	errors                             map[string]int64
-	conns                              []*websocket.Conn
+	consoles                           []*loadConsole
 	wg                                 sync.WaitGroup
+}
+
+// loadConsole is one agent's console connection and the conversations it holds.
+type loadConsole struct {
+	ws   *websocket.Conn
+	wmu  sync.Mutex // one writer at a time
+	mu   sync.Mutex
+	held map[int64]bool // accepted, not closed
+}
+
+// write sends one frame; a failure is counted unless the desk is closing.
+func (d *loadDesk) write(c *loadConsole, v any) bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if err := c.ws.WriteJSON(v); err != nil {
+		if !d.closing.Load() {
+			d.count("write: " + netErrorKind(err))
+		}
+		return false
+	}
+	return true
 }
 
 // loadAgentEmail is the login of the load generator's agent i.
@@ -121,32 +146,37 @@ func (d *loadDesk) start(ctx context.Context, password string) {
 	for i := range d.n {
 		wg.Go(func() {
 			target := d.targets[(len(d.targets)-1-i%len(d.targets)+len(d.targets))%len(d.targets)]
-			ws, err := d.open(ctx, target, loadAgentEmail(i), password)
+			ws, left, err := d.open(ctx, target, loadAgentEmail(i), password)
 			if err != nil {
 				d.count("open: " + err.Error())
 				return
 			}
+			c := &loadConsole{ws: ws, held: map[int64]bool{}}
 			d.mu.Lock()
-			d.conns = append(d.conns, ws)
+			d.consoles = append(d.consoles, c)
 			d.mu.Unlock()
 			d.online.Add(1)
-			d.wg.Go(func() { d.serve(ctx, i, ws) })
+			d.wg.Go(func() { d.serve(i, c) })
+			for _, id := range left { // an earlier run's, still assigned to this agent
+				d.write(c, map[string]any{"type": "close", "session_id": id, "disposition": "resolved"})
+			}
 		})
 	}
 	wg.Wait()
 }
 
-// open logs in, says hello and goes online.
-func (d *loadDesk) open(ctx context.Context, base, email, password string) (*websocket.Conn, error) {
+// open logs in, says hello and goes online; it returns the conversations the agent still
+// holds (the welcome lists them).
+func (d *loadDesk) open(ctx context.Context, base, email, password string) (*websocket.Conn, []int64, error) {
 	body, _ := json.Marshal(map[string]string{"email": email, "password": password})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/agent/login", bytes.NewReader(body))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := d.client.Do(req)
 	if err != nil {
-		return nil, errors.New("login: " + netErrorKind(err))
+		return nil, nil, errors.New("login: " + netErrorKind(err))
 	}
 	var login struct {
 		Token string `json:"token"`
@@ -154,43 +184,54 @@ func (d *loadDesk) open(ctx context.Context, base, email, password string) (*web
 	err = json.NewDecoder(resp.Body).Decode(&login)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || err != nil || login.Token == "" {
-		return nil, fmt.Errorf("login: HTTP %d", resp.StatusCode)
+		return nil, nil, fmt.Errorf("login: HTTP %d", resp.StatusCode)
 	}
 	ws, _, err := d.dialer.DialContext(ctx, wsURL(base, "/ws/agent"), nil)
 	if err != nil {
-		return nil, errors.New("dial: " + netErrorKind(err))
+		return nil, nil, errors.New("dial: " + netErrorKind(err))
 	}
+	fail := func(what string) error { ws.Close(); return errors.New(what) }
 	_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
 	if err := ws.WriteJSON(map[string]string{"type": "hello", "token": login.Token}); err != nil {
-		ws.Close()
-		return nil, errors.New("hello: " + netErrorKind(err))
+		return nil, nil, fail("hello: " + netErrorKind(err))
 	}
+	var left []int64
 	for {
-		var f loadFrame
-		if err := ws.ReadJSON(&f); err != nil {
-			ws.Close()
-			return nil, errors.New("no welcome: " + netErrorKind(err))
+		var f struct {
+			Type        string `json:"type"`
+			Code        string `json:"code"`
+			Assignments []struct {
+				Assignment struct {
+					SessionID int64 `json:"session_id"`
+				} `json:"assignment"`
+			} `json:"assignments"`
 		}
-		if f.Type == "welcome" {
-			break
+		if err := ws.ReadJSON(&f); err != nil {
+			return nil, nil, fail("no welcome: " + netErrorKind(err))
 		}
 		if f.Type == "error" {
-			ws.Close()
-			return nil, errors.New("hello refused: " + f.Code)
+			return nil, nil, fail("hello refused: " + f.Code)
+		}
+		if f.Type == "welcome" {
+			for _, a := range f.Assignments {
+				left = append(left, a.Assignment.SessionID)
+			}
+			break
 		}
 	}
 	_ = ws.SetReadDeadline(time.Time{})
 	if err := ws.WriteJSON(map[string]string{"type": "presence", "status": handoff.Online}); err != nil {
-		ws.Close()
-		return nil, errors.New("presence: " + netErrorKind(err))
+		return nil, nil, fail("presence: " + netErrorKind(err))
 	}
-	return ws, nil
+	return ws, left, nil
 }
 
 // loadAgentFrame is what an agent reads of the server's frames.
 type loadAgentFrame struct {
 	Type       string `json:"type"`
 	Code       string `json:"code"`
+	Status     string `json:"status"`     // sync: the agent's presence
+	SessionID  int64  `json:"session_id"` // closed, lapsed
 	Assignment struct {
 		SessionID int64 `json:"session_id"`
 	} `json:"assignment"`
@@ -200,18 +241,10 @@ type loadAgentFrame struct {
 	} `json:"message"`
 }
 
-// serve is one agent's console: it accepts offers, answers customers and beats the heart
-// until the connection closes.
-func (d *loadDesk) serve(ctx context.Context, i int, ws *websocket.Conn) {
-	var wmu sync.Mutex
-	write := func(v any) {
-		wmu.Lock()
-		defer wmu.Unlock()
-		_ = ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
-		if err := ws.WriteJSON(v); err != nil {
-			d.count("write: " + netErrorKind(err))
-		}
-	}
+// serve is one agent's console: it accepts offers, answers customers, goes back online when
+// the server made it away (an offer that lapsed), and beats the heart until the connection
+// closes.
+func (d *loadDesk) serve(i int, c *loadConsole) {
 	beat := time.NewTicker(15 * time.Second)
 	defer beat.Stop()
 	stop := make(chan struct{})
@@ -220,16 +253,17 @@ func (d *loadDesk) serve(ctx context.Context, i int, ws *websocket.Conn) {
 		for {
 			select {
 			case <-beat.C:
-				write(map[string]string{"type": "heartbeat"})
+				d.write(c, map[string]string{"type": "heartbeat"})
 			case <-stop:
 				return
 			}
 		}
 	}()
+	online := map[string]string{"type": "presence", "status": handoff.Online}
 	n := 0
 	for {
 		var f loadAgentFrame
-		if err := ws.ReadJSON(&f); err != nil {
+		if err := c.ws.ReadJSON(&f); err != nil {
 			var ce *websocket.CloseError
 			if !d.closing.Load() && !errors.As(err, &ce) {
 				d.count("console lost: " + netErrorKind(err))
@@ -239,18 +273,35 @@ func (d *loadDesk) serve(ctx context.Context, i int, ws *websocket.Conn) {
 		switch f.Type {
 		case "assigned":
 			d.offered.Add(1)
-			write(map[string]any{"type": "accept", "session_id": f.Assignment.SessionID})
+			c.mu.Lock()
+			c.held[f.Assignment.SessionID] = true
+			c.mu.Unlock()
+			d.write(c, map[string]any{"type": "accept", "session_id": f.Assignment.SessionID})
+		case "closed", "lapsed", "transferred":
+			c.mu.Lock()
+			delete(c.held, f.SessionID)
+			c.mu.Unlock()
+			if f.Type == "lapsed" && !d.closing.Load() {
+				d.write(c, online)
+			}
+		case "sync":
+			if f.Status == handoff.Away && !d.closing.Load() {
+				d.write(c, online)
+			}
 		case "message":
 			if f.Message.Role != "customer" {
 				continue
 			}
 			d.received.Add(1)
 			n++
-			write(map[string]any{"type": "reply", "session_id": f.Message.SessionID,
-				"client_id": "lga" + strconv.Itoa(i) + "-" + strconv.Itoa(n), "text": "好的，我来帮您查一下。Let me check that for you."})
-			d.replies.Add(1)
+			if d.write(c, map[string]any{"type": "reply", "session_id": f.Message.SessionID,
+				"client_id": "lga" + strconv.Itoa(i) + "-" + strconv.Itoa(n), "text": "好的，我来帮您查一下。Let me check that for you."}) {
+				d.replies.Add(1)
+			}
 		case "error":
-			d.count("error frame: " + f.Code)
+			if !d.closing.Load() {
+				d.count("error frame: " + f.Code)
+			}
 		}
 	}
 }
@@ -261,15 +312,38 @@ func (d *loadDesk) count(kind string) {
 	d.errors[kind]++
 }
 
-// close closes the consoles and waits for them.
+// close closes what the agents hold (so that the next run finds them free), waits up to 5 s
+// for the server to confirm, then closes the consoles and waits for them.
 func (d *loadDesk) close() {
 	d.closing.Store(true)
 	d.mu.Lock()
-	for _, ws := range d.conns {
-		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-		ws.Close()
-	}
+	consoles := d.consoles
 	d.mu.Unlock()
+	for _, c := range consoles {
+		c.mu.Lock()
+		held := slices.Collect(maps.Keys(c.held))
+		c.mu.Unlock()
+		for _, id := range held {
+			d.write(c, map[string]any{"type": "close", "session_id": id, "disposition": "resolved"})
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		left := 0
+		for _, c := range consoles {
+			c.mu.Lock()
+			left += len(c.held)
+			c.mu.Unlock()
+		}
+		if left == 0 {
+			break
+		}
+	}
+	for _, c := range consoles {
+		c.wmu.Lock()
+		_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+		c.wmu.Unlock()
+		c.ws.Close()
+	}
 	d.wg.Wait()
 }
 
@@ -308,7 +382,7 @@ func openLoadDesk(ctx context.Context, pool *pgxpool.Pool, n, chats int, targets
 
 // openSocketDesk opens the agents over TCP, their accounts made through -database-url.
 func (o *loadRun) openSocketDesk(ctx context.Context) (*loadDesk, error) {
-	pool, err := pgxpool.New(ctx, o.databaseURL)
+	pool, err := openPool(ctx, o.databaseURL)
 	if err != nil {
 		return nil, err
 	}

@@ -62,6 +62,7 @@ type loadSpec struct {
 	Sources      int           `json:"sources"` // source addresses 127.0.0.1…127.0.0.Sources
 	Active       float64       `json:"active"`
 	Handoff      float64       `json:"handoff,omitempty"` // of the active connections: those that talk to a person
+	Agents       bool          `json:"agents,omitempty"`  // agents answer: a customer the bot escalates talks to one
 	Rate         float64       `json:"rate"`              // this worker's messages per second
 	Poisson      bool          `json:"poisson"`
 	Ramp         float64       `json:"ramp"` // this worker's connections per second
@@ -308,7 +309,9 @@ func (w *loadWorker) openAll(ctx context.Context) {
 	for i, c := range w.conns {
 		if c != nil && w.spec.isActive(i) {
 			k := float64(len(w.active))
+			c.mu.Lock() // its reader runs already
 			c.person = math.Floor((k+1)*w.spec.Handoff) > math.Floor(k*w.spec.Handoff)
+			c.mu.Unlock()
 			w.active = append(w.active, c)
 		}
 	}
@@ -558,7 +561,11 @@ func (w *loadWorker) handle(c *loadConn, data []byte) {
 		}
 		if m.Meta.Event == "escalated" {
 			c.state = connAway // the state frame that follows says so too
-			if !c.person {
+			switch {
+			case c.person:
+			case w.spec.Agents: // the bot brought a person in: talk to them rather than leave a queue they may have answered
+				c.person, c.asked = true, true
+			default:
 				w.countError("escalated to a person (left the queue)")
 			}
 		}
