@@ -319,8 +319,7 @@ func (s *Store) Import(ctx context.Context, actor string, entries []Entry, progr
 	if err != nil {
 		return err
 	}
-	defer s.analyze(ctx)
-	_, err = s.EmbedMissing(ctx)
+	_, err = s.EmbedMissing(ctx) // every entry stored lost its vectors: embedding them analyzes the tables
 	return err
 }
 

@@ -145,7 +145,7 @@ func (d *loadDesk) start(ctx context.Context, password string) {
 	var wg sync.WaitGroup
 	for i := range d.n {
 		wg.Go(func() {
-			target := d.targets[(len(d.targets)-1-i%len(d.targets)+len(d.targets))%len(d.targets)]
+			target := d.targets[len(d.targets)-1-i%len(d.targets)]
 			ws, left, err := d.open(ctx, target, loadAgentEmail(i), password)
 			if err != nil {
 				d.count("open: " + err.Error())

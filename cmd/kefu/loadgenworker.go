@@ -545,21 +545,7 @@ func (w *loadWorker) handle(c *loadConn, data []byte) {
 		if json.Unmarshal(f.Message, &m) != nil {
 			return
 		}
-		if m.Role == "agent" {
-			if !c.pending || !c.toAgent {
-				return
-			}
-			if c.ackSeq > 0 && m.Seq > c.ackSeq {
-				w.answered(c, now)
-			} else if c.ackSeq == 0 && c.earlySeq == 0 {
-				c.earlySeq, c.earlyAt = m.Seq, now
-			}
-			return
-		}
-		if m.Role != "bot" {
-			return
-		}
-		if m.Meta.Event == "escalated" {
+		if m.Role == "bot" && m.Meta.Event == "escalated" {
 			c.state = connAway // the state frame that follows says so too
 			switch {
 			case c.person:
@@ -569,7 +555,12 @@ func (w *loadWorker) handle(c *loadConn, data []byte) {
 				w.countError("escalated to a person (left the queue)")
 			}
 		}
-		if !c.pending || c.toAgent {
+		// The reply to a message sent to a person is theirs; to any other, the bot's.
+		replier := "bot"
+		if c.toAgent {
+			replier = "agent"
+		}
+		if !c.pending || m.Role != replier {
 			return
 		}
 		if c.ackSeq > 0 && m.Seq > c.ackSeq {
@@ -739,16 +730,15 @@ func (w *loadWorker) sendOne(c *loadConn, rng *rand.Rand) bool {
 	frame = append(frame, '}')
 	c.sentAt = w.now()
 	c.warm = c.sentAt < w.measureFrom.Load()
-	toAgent := c.toAgent
+	warm, toAgent := c.warm, c.toAgent
 	c.mu.Unlock()
-	switch {
-	case c.warm:
+	if warm {
 		w.warmSent.Add(1)
-	case toAgent:
+	} else {
 		w.sent.Add(1)
-		w.toAgents.Add(1)
-	default:
-		w.sent.Add(1)
+		if toAgent {
+			w.toAgents.Add(1)
+		}
 	}
 	if err := c.write(frame); err != nil {
 		c.mu.Lock()
