@@ -122,7 +122,7 @@ func (s *Store) findVec(ctx context.Context, db querier, sp *space, question str
 	var dense, lexical []rankedEntry
 	var denseErr, lexErr error
 	b.Queue(dq.sql, dq.args...).Query(func(rows pgx.Rows) error {
-		dense, denseErr = collectRanked(rows, o.Candidates, lang)
+		dense, denseErr = collectRanked(rows)
 		return nil
 	})
 	if lq != nil {
@@ -133,7 +133,7 @@ func (s *Store) findVec(ctx context.Context, db querier, sp *space, question str
        set_config('plan_cache_mode', 'force_generic_plan', true)`)
 		}
 		b.Queue(lq.sql, lq.args...).Query(func(rows pgx.Rows) error {
-			lexical, lexErr = collectRanked(rows, o.Candidates, lang)
+			lexical, lexErr = collectRanked(rows)
 			return nil
 		})
 		if lq.generic {
@@ -226,7 +226,7 @@ const genericLexicalBelow = 500
 // none or no term of the question is in any entry).
 func (s *Store) searchStatements(ctx context.Context, db querier, sp *space, qterms []string, vec []float32, lang string) (dense, lexical *statement, err error) {
 	o := s.opts
-	dense = &statement{sql: sp.denseQuery, args: []any{pgvector.NewVector(vec), o.Candidates * 4, lang, o.fallback()}}
+	dense = &statement{sql: sp.denseQuery, args: []any{pgvector.NewVector(vec), o.Candidates * 4, lang, o.fallback(), o.Candidates}}
 	if o.Mode == ModeDense {
 		return dense, nil, nil
 	}
@@ -258,13 +258,13 @@ func (s *Store) searchStatements(ctx context.Context, db querier, sp *space, qte
 		return dense, nil, nil
 	}
 	return dense, &statement{sql: lexicalQuery, args: []any{words, idf, cut, o.BM25K1, o.BM25B, avg, o.depth(), o.Candidates * 4, o.Candidates,
-		lang, o.fallback(), cutWords, cutIDF}, generic: n < genericLexicalBelow}, nil
+		lang, o.fallback(), cutWords, cutIDF, o.Candidates}, generic: n < genericLexicalBelow}, nil
 }
 
 // lexicalSQL ranks topics by BM25 over their terms: $1 the query's terms, $2 their idf, $3
 // whether each is cut (in more entries than $7), $4 k1, $5 b, $6 the entries' mean length,
 // $7 how many postings of each term are read, $8 how many entries are ranked, $9 how many
-// topics, ($10 and $11 the languages, for withEntries), $12 the cut terms and $13 their
+// topics, ($10 and $11 the languages and $14 how many topics are kept, for withEntries), $12 the cut terms and $13 their
 // idf. A term's postings are read best impact first (retrieval_posting_impact), a cut term's
 // only its $7 best, so a common term costs no more than a rare one. The entries found (the best by that first score, and the best by the
 // uncut terms alone, whose postings were all read) are then scored exactly: their postings
@@ -305,21 +305,28 @@ SELECT e.key, max(s.score) AS score
 FROM scored s JOIN retrieval_entry e ON e.id = s.entry_id
 GROUP BY e.key ORDER BY score DESC, e.key LIMIT $9`
 
-// lexicalQuery is lexicalSQL with each topic's entry, in the language given as $10 (else $11).
-var lexicalQuery = withEntries(lexicalSQL, 10)
+// lexicalQuery is lexicalSQL with each topic's entry, in the language given as $10 (else $11),
+// of at most $14 topics.
+var lexicalQuery = withEntries(lexicalSQL, 10, 14)
 
 // withEntries wraps a query of (key, score) rows so that each row also carries the topic's
 // entry in the language given as parameter $langParam, else in the fallback language (the
-// next parameter), else in any.
-func withEntries(rankSQL string, langParam int) string {
+// next parameter), else in any, and keeps the best $limitParam topics. A document's passage
+// exists in one language only, with no translation to fall back on, and is left out unless it
+// is in the customer's. Only the rows kept are sent: the dense ranking has a topic for each
+// of up to four times as many phrasings, and reading all their entries was a quarter of what
+// a turn allocated.
+func withEntries(rankSQL string, langParam, limitParam int) string {
 	return fmt.Sprintf(`
 WITH ranked AS (%s)
 SELECT r.key, r.score, e.id, e.language, e.title, e.question, e.alternates, e.answer, e.link, e.version, e.kind, e.parent
 FROM ranked r CROSS JOIN LATERAL (
     SELECT * FROM retrieval_entry x WHERE x.key = r.key
-    ORDER BY (x.language = $%d) DESC, (x.language = $%d) DESC, x.language LIMIT 1
+    ORDER BY (x.language = $%[2]d) DESC, (x.language = $%[3]d) DESC, x.language LIMIT 1
 ) e
-ORDER BY r.score DESC, r.key`, rankSQL, langParam, langParam+1)
+WHERE e.kind <> '%[5]s' OR e.language = $%[2]d
+ORDER BY r.score DESC, r.key
+LIMIT $%[4]d`, rankSQL, langParam, langParam+1, limitParam, kindPassage)
 }
 
 // rankedEntry is a topic a method ranked, with its entry.
@@ -329,10 +336,8 @@ type rankedEntry struct {
 	entry Entry
 }
 
-// collectRanked reads up to n ranked topics. A document's passage exists in one language
-// only, with no translation to fall back on, and is left out unless it is in one of langs
-// (the customer's).
-func collectRanked(rows pgx.Rows, n int, langs ...string) ([]rankedEntry, error) {
+// collectRanked reads the ranked topics of a query made by withEntries.
+func collectRanked(rows pgx.Rows) ([]rankedEntry, error) {
 	defer rows.Close()
 	var out []rankedEntry
 	for rows.Next() {
@@ -343,18 +348,9 @@ func collectRanked(rows pgx.Rows, n int, langs ...string) ([]rankedEntry, error)
 			return nil, err
 		}
 		e.Key = r.key
-		if e.Kind == kindPassage && !slices.Contains(langs, e.Language) {
-			continue
-		}
 		out = append(out, r)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	if len(out) > n {
-		out = out[:n]
-	}
-	return out, nil
+	return out, rows.Err()
 }
 
 // Postings are read best impact first: a term's weight in an entry for a reference entry

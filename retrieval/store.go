@@ -96,15 +96,15 @@ type Store struct {
 // space is an embedder with what depends on it.
 type space struct {
 	embedder Embedder
-	// denseQuery is the nearest-phrasings query with entries (language $3), written once per
-	// embedder.
+	// denseQuery is the nearest-phrasings query with entries (language $3, else $4; $5
+	// topics kept), written once per embedder.
 	denseQuery string
 	// answerability decides whether to answer at all; nil: the threshold on cosine alone.
 	answerability *Answerability
 }
 
 func newSpace(e Embedder, a *Answerability) *space {
-	return &space{embedder: e, denseQuery: withEntries(denseSQL(e), 3), answerability: a}
+	return &space{embedder: e, denseQuery: withEntries(denseSQL(e), 3, 5), answerability: a}
 }
 
 // space is what the store serves from now.

@@ -67,6 +67,42 @@ func TestStore(t *testing.T) {
 		}
 	})
 
+	// A document's passages exist in one language, with no translation to fall back on: a
+	// question in another language never gets them, not even among the evidence, while
+	// FAQ topics do fall back to another language.
+	t.Run("PassagesOnlyInTheCustomersLanguage", func(t *testing.T) {
+		t.Parallel()
+		b := setup(t)
+		if _, err := b.store.SeedDemo(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		tests := []struct {
+			q, lang, want string // want: a passage of this document among the evidence
+		}{
+			{"how long is the warranty and how do repairs work", "en", "doc-warranty"},
+			{"how long is the warranty and how do repairs work", "zh", ""}, // a session in Chinese
+			{"配送范围和运费，偏远地区多久送达", "zh", "doc-shipping-guide"},
+			{"配送范围和运费，偏远地区多久送达", "en", ""},
+		}
+		for _, tt := range tests {
+			a, err := b.store.Answer(t.Context(), tt.q, tt.lang)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, e := range a.Evidence {
+				doc, _, passage := strings.Cut(e.Key, "#")
+				if passage && e.Language != tt.lang {
+					t.Errorf("Answer(%q, %s) has the %s passage %s among its evidence", tt.q, tt.lang, e.Language, e.Key)
+				}
+				found = found || (passage && doc == tt.want)
+			}
+			if tt.want != "" && !found {
+				t.Errorf("Answer(%q, %s) has no passage of %s among its %d pieces of evidence", tt.q, tt.lang, tt.want, len(a.Evidence))
+			}
+		}
+	})
+
 	// The seeded tables have planner statistics at once: the searches' prepared statements are
 	// not planned for empty tables (an HNSW scan of every vector) while autovacuum gets to them.
 	t.Run("SeedAnalyzes", func(t *testing.T) {
