@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -20,7 +21,7 @@ const (
 	maxFrame   = 64 << 10 // bytes; gorilla answers a larger frame with close 1009
 	sendQueue  = 64       // frames queued per connection before it counts as slow
 	writeWait  = 10 * time.Second
-	pongWait   = 60 * time.Second
+	pongWait   = 60 * time.Second // silence that closes a connection (keepalive)
 	pingEvery  = pongWait * 9 / 10
 	helloWait  = 15 * time.Second
 	frameRate  = 5  // frames per second a connection may send on average…
@@ -67,7 +68,7 @@ func (r closeReason) label() string {
 // conn is one WebSocket connection: readLoop alone reads; frames to send wait in a bounded
 // queue, and a full queue closes this connection, never blocking the sender. A writer
 // goroutine runs only while there is something to write (frames, or the close), one at a
-// time; pings come from a timer. So an idle connection holds one goroutine with a small
+// time; pings come from the server's keepalive. So an idle connection holds one goroutine with a small
 // stack (the read loop), gorilla's read buffer (readBuffer) and no queue: a frame is read and
 // handled on a goroutine of its own (handleApart), and write buffers are pooled.
 type conn struct {
@@ -77,12 +78,15 @@ type conn struct {
 	reason closeReason // set once, before done closes
 	limit  *rate.Limiter
 
+	ka     *keepalive   // pings the connection once it runs; nil: no pings
+	seen   atomic.Int64 // when the client last sent a frame or a pong (Unix ns)
+	kaSlot int          // where ka holds the connection (-1: not held); ka.mu guards them
+	kaIdx  int
+
 	mu      sync.Mutex
-	queue   [][]byte      // frames waiting for the writer; nil while there are none
-	live    bool          // run was called: a writer may start
-	writing bool          // a writer runs (for good once the connection is closing)
-	ping    *time.Timer   // sends the next ping; nil until run
-	every   time.Duration // between pings
+	queue   [][]byte // frames waiting for the writer; nil while there are none
+	live    bool     // run was called: a writer may start
+	writing bool     // a writer runs (for good once the connection is closing)
 
 	// Set by Server.upgrade; nil in tests that build a bare conn.
 	stats   *connStats   // this kind of connection's counters
@@ -92,20 +96,23 @@ type conn struct {
 	relOnce sync.Once
 }
 
-func newConn(ws *websocket.Conn) *conn {
-	return &conn{ws: ws, done: make(chan struct{}), limit: rate.NewLimiter(frameRate, frameBurst), every: pingEvery}
+func newConn(ws *websocket.Conn, ka *keepalive) *conn {
+	return &conn{ws: ws, done: make(chan struct{}), limit: rate.NewLimiter(frameRate, frameBurst), ka: ka, kaSlot: -1}
 }
 
 // run lets the connection write: what was queued before goes now, and pings start.
 func (c *conn) run() {
 	c.mu.Lock()
 	c.live = true
-	if !c.closing() { // shut closes done before it takes c.mu: no timer outlives the connection
-		c.ping = time.AfterFunc(c.every, c.pingNow)
+	if c.ka != nil && !c.closing() { // shut closes done before it takes c.mu: it removes what this adds
+		c.ka.add(c)
 	}
 	c.wake()
 	c.mu.Unlock()
 }
+
+// heard notes that the client is there.
+func (c *conn) heard() { c.seen.Store(time.Now().UnixNano()) }
 
 // wake starts the writer if there is work for it and none runs. c.mu is held.
 func (c *conn) wake() {
@@ -115,20 +122,14 @@ func (c *conn) wake() {
 	}
 }
 
-// pingNow sends a ping (WriteControl may be called alongside the writer) and sets the next.
+// pingNow sends a ping (WriteControl may be called alongside the writer).
 func (c *conn) pingNow() {
 	if c.closing() {
 		return
 	}
 	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
 		c.shut(closeGone)
-		return
 	}
-	c.mu.Lock()
-	if !c.closing() {
-		c.ping.Reset(c.every)
-	}
-	c.mu.Unlock()
 }
 
 func (c *conn) shut(r closeReason) {
@@ -137,8 +138,8 @@ func (c *conn) shut(r closeReason) {
 		close(c.done)
 		c.stats.closed(r)
 		c.mu.Lock()
-		if c.ping != nil {
-			c.ping.Stop()
+		if c.ka != nil {
+			c.ka.remove(c)
 		}
 		c.wake() // the writer flushes what is queued and says goodbye
 		c.mu.Unlock()
@@ -235,8 +236,8 @@ func (c *conn) sendError(err error, extra map[string]any) {
 func (c *conn) readLoop(ctx context.Context, handle func(context.Context, []byte) error) {
 	defer c.shut(closeGone)
 	c.ws.SetReadLimit(maxFrame)
-	_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
-	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(pongWait)) })
+	// No read deadline: the keepalive closes a connection whose client went silent.
+	c.ws.SetPongHandler(func(string) error { c.heard(); return nil })
 	var lastLimited time.Time // when the client was last told it sends too fast
 	for {
 		// The loop waits here, for the next frame's header; the frame itself is read apart.
@@ -245,7 +246,7 @@ func (c *conn) readLoop(ctx context.Context, handle func(context.Context, []byte
 			return
 		}
 		c.stats.received()
-		_ = c.ws.SetReadDeadline(time.Now().Add(pongWait))
+		c.heard()
 		if c.closing() {
 			return
 		}

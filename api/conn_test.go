@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,7 +66,7 @@ func TestHub(t *testing.T) {
 
 func TestSlowConnectionIsClosedNotWaitedFor(t *testing.T) {
 	t.Parallel()
-	c := newConn(nil) // no writer runs: the queue only fills
+	c := newConn(nil, nil) // no writer runs: the queue only fills
 	for i := range sendQueue {
 		if !c.Enqueue([]byte{byte(i)}) {
 			t.Fatalf("frame %d refused before the queue was full", i)
@@ -116,8 +117,7 @@ func TestConnWritesOnDemandAndPings(t *testing.T) {
 		if err != nil {
 			return
 		}
-		c := newConn(ws)
-		c.every = 30 * time.Millisecond
+		c := newConn(ws, newKeepalive(30*time.Millisecond, time.Minute))
 		c.run()
 		server <- c
 	}))
@@ -197,5 +197,84 @@ func TestConnWritesOnDemandAndPings(t *testing.T) {
 	}
 	if c.Enqueue([]byte("late")) {
 		t.Fatal("a closed connection accepted a frame")
+	}
+}
+
+// TestKeepaliveClosesSilentClients: one keepalive pings every connection; a client that answers
+// the pings stays, one that stops reading (so sends no pong) is closed once it has been silent
+// for longer than the wait, and the keepalive lets go of the connections it closed.
+func TestKeepaliveClosesSilentClients(t *testing.T) {
+	t.Parallel()
+	ka := newKeepalive(64*time.Millisecond, 200*time.Millisecond)
+	server := make(chan *conn, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := (&websocket.Upgrader{}).Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		c := newConn(ws, ka)
+		c.run()
+		server <- c
+		c.readLoop(context.Background(), func(context.Context, []byte) error { return nil })
+	}))
+	defer srv.Close()
+	dial := func() *websocket.Conn {
+		client, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { client.Close() })
+		return client
+	}
+	talker := dial() // reads, so gorilla answers each ping with a pong
+	alive := <-server
+	var pings atomic.Int32
+	talker.SetPingHandler(func(data string) error {
+		pings.Add(1)
+		return talker.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
+	go func() {
+		for {
+			if _, _, err := talker.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	dial() // never reads: no pong
+	silent := <-server
+
+	select {
+	case <-silent.done:
+	case <-time.After(3 * time.Second):
+		t.Fatal("a client silent for 3 s is still connected (wait 200 ms)")
+	}
+	if silent.reason != closeGone {
+		t.Errorf("the silent client was closed with %v, want %v", silent.reason, closeGone)
+	}
+	for deadline := time.Now().Add(3 * time.Second); pings.Load() < 6 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if alive.closing() || pings.Load() < 6 { // six pings: longer than the wait
+		t.Fatalf("the client answering pings: closed %v after %d pings", alive.closing(), pings.Load())
+	}
+	ka.mu.Lock()
+	held := ka.count
+	ka.mu.Unlock()
+	if held != 1 || silent.kaSlot != -1 {
+		t.Errorf("the keepalive holds %d connections (want 1) and the closed one at slot %d", held, silent.kaSlot)
+	}
+	alive.shut(closeShutdown)
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		ka.mu.Lock()
+		running := ka.running
+		ka.mu.Unlock()
+		if !running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the keepalive's loop still runs with no connection")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -57,6 +57,7 @@ type Server struct {
 	Deps
 	log      *slog.Logger
 	upgrader websocket.Upgrader
+	ka       *keepalive // pings every connection and closes the silent ones
 	turnWait time.Duration
 	// waitRefresh is how often a waiting customer's connection is told their place again.
 	waitRefresh time.Duration
@@ -82,6 +83,7 @@ func New(d Deps) *Server {
 	}
 	s := &Server{Deps: d, log: d.Log.With("component", "api"), turnWait: 30 * time.Second, waitRefresh: 15 * time.Second, waiters: map[*waiter]int64{},
 		conns: map[*conn]struct{}{}, presence: map[int64]int{}, ips: newIPTable(d.Limits, nil, d.Log.With("component", "api"))}
+	s.ka = newKeepalive(pingEvery, pongWait)
 	s.upgrader = websocket.Upgrader{
 		// An idle connection keeps its read buffer; a write buffer is taken from the pool for
 		// each frame written and given back after. permessage-deflate is used when the client
@@ -279,7 +281,7 @@ func (s *Server) upgrade(c *gin.Context) (*conn, bool) {
 		release()
 		return nil, false // the upgrader has answered with an HTTP error
 	}
-	cn := newConn(ws)
+	cn := newConn(ws, s.ka)
 	cn.stats, cn.flight, cn.log, cn.release = s.Metrics.conns(connKind(c.FullPath())), &s.flight, s.log, release
 	cn.stats.opened()
 	if !s.track(cn) {
