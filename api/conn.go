@@ -22,7 +22,7 @@ const (
 	sendQueue  = 64       // frames queued per connection before it counts as slow
 	writeWait  = 10 * time.Second
 	pongWait   = 60 * time.Second // silence that closes a connection (keepalive)
-	pingEvery  = pongWait * 9 / 10
+	pingEvery  = pongWait / 2     // a dead peer is closed 60–90 s after it last spoke
 	helloWait  = 15 * time.Second
 	frameRate  = 5  // frames per second a connection may send on average…
 	frameBurst = 20 // …and in a burst
@@ -79,7 +79,7 @@ type conn struct {
 	limit  *rate.Limiter
 
 	ka     *keepalive   // pings the connection once it runs; nil: no pings
-	seen   atomic.Int64 // when the client last sent a frame or a pong (Unix ns)
+	seen   atomic.Int64 // when the client last sent a frame or a pong (keepalive.now)
 	kaSlot int          // where ka holds the connection (-1: not held); ka.mu guards them
 	kaIdx  int
 
@@ -112,7 +112,11 @@ func (c *conn) run() {
 }
 
 // heard notes that the client is there.
-func (c *conn) heard() { c.seen.Store(time.Now().UnixNano()) }
+func (c *conn) heard() {
+	if c.ka != nil {
+		c.seen.Store(c.ka.now())
+	}
+}
 
 // wake starts the writer if there is work for it and none runs. c.mu is held.
 func (c *conn) wake() {

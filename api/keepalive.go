@@ -15,30 +15,37 @@ import (
 // The connections are spread over keepaliveSlots slots, and each tick visits the next slot:
 // a connection is pinged every `every`, and closed at the first visit after `wait` without a
 // frame or a pong from its client, so a dead peer is found between wait and wait+every after
-// it last spoke.
+// it last spoke. Silence is measured on the monotonic clock (since base): a step of the wall
+// clock neither closes every connection at once nor keeps dead ones.
 type keepalive struct {
 	every time.Duration // between pings of a connection
 	wait  time.Duration // silence after which a connection is closed
+	base  time.Time     // conn.seen counts from it
 
 	mu      sync.Mutex
 	slots   [][]*conn // each connection is in one; conn.kaSlot and kaIdx say where
 	next    int       // the slot the next tick visits
 	count   int
+	added   int  // connections ever added: spreads a burst of them over half the slots
 	running bool // the loop runs; it stops when no connection is left
 }
 
 const keepaliveSlots = 64
 
 func newKeepalive(every, wait time.Duration) *keepalive {
-	return &keepalive{every: every, wait: wait, slots: make([][]*conn, keepaliveSlots)}
+	return &keepalive{every: every, wait: wait, base: time.Now(), slots: make([][]*conn, keepaliveSlots)}
 }
 
-// add has c pinged from about every from now on; c.mu is held.
+// now is the time since base, as conn.seen holds it.
+func (k *keepalive) now() int64 { return int64(time.Since(k.base)) }
+
+// add has c pinged every `every`, first in every/2 to every; c.mu is held.
 func (k *keepalive) add(c *conn) {
 	c.heard()
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	slot := (k.next + keepaliveSlots - 1) % keepaliveSlots // visited last of all: in about every
+	k.added++
+	slot := (k.next + keepaliveSlots/2 + k.added%(keepaliveSlots/2)) % keepaliveSlots
 	c.kaSlot, c.kaIdx = slot, len(k.slots[slot])
 	k.slots[slot] = append(k.slots[slot], c)
 	k.count++
@@ -81,7 +88,7 @@ func (k *keepalive) loop() {
 		due = append(due[:0], k.slots[k.next]...)
 		k.next = (k.next + 1) % keepaliveSlots
 		k.mu.Unlock()
-		now := time.Now().UnixNano()
+		now := k.now()
 		for _, c := range due {
 			if now-c.seen.Load() > int64(k.wait) {
 				c.shut(closeGone) // the writer says goodbye and closes the socket, which ends the read loop
