@@ -264,9 +264,10 @@ func (s *Store) searchStatements(ctx context.Context, db querier, sp *space, qte
 // lexicalSQL ranks topics by BM25 over their terms: $1 the query's terms, $2 their idf, $3
 // whether each is cut (in more entries than $7), $4 k1, $5 b, $6 the entries' mean length,
 // $7 how many postings of each term are read, $8 how many entries are ranked, $9 how many
-// topics, ($10 and $11 the languages and $14 how many topics are kept, for withEntries), $12 the cut terms and $13 their
-// idf. A term's postings are read best impact first (retrieval_posting_impact), a cut term's
-// only its $7 best, so a common term costs no more than a rare one. The entries found (the best by that first score, and the best by the
+// topics, ($10 and $11 the languages and $14 how many topics are kept, for withEntries), $12
+// the cut terms and $13 their idf. A term's postings are read best impact first
+// (retrieval_posting_impact), a cut term's only its $7 best, so a common term costs no more
+// than a rare one. The entries found (the best by that first score, and the best by the
 // uncut terms alone, whose postings were all read) are then scored exactly: their postings
 // of the cut terms are looked up one by one (retrieval_posting_entry_term). Without cut
 // terms the first score is already exact.
