@@ -40,6 +40,15 @@ func TestStore(t *testing.T) {
 		pool := pgtest.Schema(t, retrieval.Migrations())
 		return &testBundle{store: retrieval.NewStore(pool, enc, retrieval.DefaultThreshold, slog.New(slog.NewTextHandler(t.Output(), nil))), pool: pool}
 	}
+	// seeded is setup with the demo knowledge base in it.
+	seeded := func(t *testing.T) *testBundle {
+		t.Helper()
+		b := setup(t)
+		if _, err := b.store.SeedDemo(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
 
 	t.Run("DemoAnswersWithSource", func(t *testing.T) {
 		t.Parallel()
@@ -72,10 +81,7 @@ func TestStore(t *testing.T) {
 	// FAQ topics do fall back to another language.
 	t.Run("PassagesOnlyInTheCustomersLanguage", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
-		if _, err := b.store.SeedDemo(t.Context()); err != nil {
-			t.Fatal(err)
-		}
+		b := seeded(t)
 		tests := []struct {
 			q, lang, want string // want: a passage of this document among the evidence
 		}{
@@ -107,10 +113,7 @@ func TestStore(t *testing.T) {
 	// not planned for empty tables (an HNSW scan of every vector) while autovacuum gets to them.
 	t.Run("SeedAnalyzes", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
-		if _, err := b.store.SeedDemo(t.Context()); err != nil {
-			t.Fatal(err)
-		}
+		b := seeded(t)
 		var tables []string
 		err := b.pool.QueryRow(t.Context(), `SELECT coalesce(array_agg(relname::text ORDER BY relname::text), '{}') FROM pg_stat_user_tables
 WHERE schemaname = current_schema() AND relname IN ('retrieval_entry', 'retrieval_vector', 'retrieval_posting')
@@ -127,10 +130,7 @@ WHERE schemaname = current_schema() AND relname IN ('retrieval_entry', 'retrieva
 	// only: the rest of the transaction plans as before.
 	t.Run("GenericPlanStaysInTheSearch", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
-		if _, err := b.store.SeedDemo(t.Context()); err != nil {
-			t.Fatal(err)
-		}
+		b := seeded(t)
 		tx, err := b.pool.Begin(t.Context())
 		if err != nil {
 			t.Fatal(err)
@@ -154,10 +154,7 @@ WHERE schemaname = current_schema() AND relname IN ('retrieval_entry', 'retrieva
 
 	t.Run("SeedOnlyOnce", func(t *testing.T) {
 		t.Parallel()
-		b := setup(t)
-		if _, err := b.store.SeedDemo(t.Context()); err != nil {
-			t.Fatal(err)
-		}
+		b := seeded(t)
 		n1, _ := b.store.Count(t.Context())
 		seeded, err := b.store.SeedDemo(t.Context())
 		n2, _ := b.store.Count(t.Context())
